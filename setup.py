@@ -1,0 +1,5 @@
+"""Installs uada. All metadata is declared in setup.cfg."""
+
+from setuptools import setup
+
+setup()

@@ -1,0 +1,116 @@
+"""The 19 Cityscapes training classes, their palette, and the per-dataset label lookup tables.
+
+Every dataset is mapped to the 19 Cityscapes train ids (0..18) through a lookup table of 256 entries
+indexed by the dataset's raw label value; every value that the table does not map (including values
+outside a dataset's own range, such as GTA5's 34) becomes `IGNORE_LABEL` (255). See SPEC §5.
+"""
+
+import numpy as np
+
+IGNORE_LABEL = 255
+NUM_CLASSES = 19
+
+CLASS_NAMES = (
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
+)
+
+# Cityscapes colours of the 19 train ids, RGB.
+PALETTE = np.array(
+    [
+        (128, 64, 128),
+        (244, 35, 232),
+        (70, 70, 70),
+        (102, 102, 156),
+        (190, 153, 153),
+        (153, 153, 153),
+        (250, 170, 30),
+        (220, 220, 0),
+        (107, 142, 35),
+        (152, 251, 152),
+        (70, 130, 180),
+        (220, 20, 60),
+        (255, 0, 0),
+        (0, 0, 142),
+        (0, 0, 70),
+        (0, 60, 100),
+        (0, 80, 100),
+        (0, 0, 230),
+        (119, 11, 32),
+    ],
+    dtype=np.uint8,
+)
+
+# Raw label value -> train id. Values not listed map to IGNORE_LABEL.
+_CITYSCAPES = {
+    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
+    23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+}  # fmt: skip
+_MAPILLARY = {
+    13: 0, 15: 1, 17: 2, 6: 3, 3: 4, 45: 5, 47: 5, 48: 6, 50: 7, 30: 8, 29: 9,
+    27: 10, 19: 11, 20: 12, 21: 12, 22: 12, 55: 13, 61: 14, 54: 15, 58: 16, 57: 17, 52: 18,
+}  # fmt: skip
+_APOLLOSCAPE = {
+    49: 0, 50: 1, 97: 2, 84: 3, 67: 4, 82: 5, 81: 6, 83: 7, 113: 8, 17: 10,
+    36: 11, 164: 11, 37: 12, 165: 12, 33: 13, 161: 13, 38: 14, 166: 14, 39: 15, 167: 15,
+    34: 17, 162: 17, 35: 18, 163: 18,
+}  # fmt: skip
+
+# GTA5 labels are Cityscapes label ids, so GTA5 shares the Cityscapes table.
+_TABLES = {
+    "cityscapes": _CITYSCAPES,
+    "gta5": _CITYSCAPES,
+    "mapillary": _MAPILLARY,
+    "apolloscape": _APOLLOSCAPE,
+}
+
+
+def lookup_table(name):
+    """Returns the 256-entry uint8 table mapping `name`'s raw label values to train ids.
+
+    Args:
+        name: one of `"cityscapes"`, `"gta5"`, `"mapillary"`, `"apolloscape"`.
+
+    Returns:
+        A `np.ndarray` of shape `(256,)` and dtype uint8; unmapped values are 255.
+    """
+    if name not in _TABLES:
+        raise ValueError(
+            f"`name` must be one of {sorted(_TABLES)}. Received: name={name!r}"
+        )
+    table = np.full((256,), IGNORE_LABEL, dtype=np.uint8)
+    for raw, train_id in _TABLES[name].items():
+        table[raw] = train_id
+    return table
+
+
+def colorize(label_map):
+    """Colours a map of train ids with `PALETTE`; ignored (255) pixels are black.
+
+    Args:
+        label_map: integer array of any shape `S`.
+
+    Returns:
+        uint8 array of shape `S + (3,)`.
+    """
+    label_map = np.asarray(label_map)
+    colors = np.zeros((256, 3), dtype=np.uint8)
+    colors[:NUM_CLASSES] = PALETTE
+    return colors[label_map.astype(np.int64) & 255]
