@@ -1,4 +1,4 @@
-"""Domain Agnostic Normalization (DAN): batch normalization whose statistics come from the source."""
+"""Domain Agnostic Normalization (DAN): batch norm whose statistics come from the source."""
 
 import keras
 import tensorflow as tf

@@ -16,6 +16,8 @@ its own thread, and every replica must see the split set by the caller.
 
 import contextlib
 
+import numpy as np
+
 _SPLIT_STACK = []
 
 
@@ -23,7 +25,7 @@ def validate_num_source(num_source):
     """Checks a `num_source` value given by a user; returns it as an `int` (or `None`)."""
     if num_source is None:
         return None
-    if isinstance(num_source, bool) or not isinstance(num_source, int | _np_integer()):
+    if isinstance(num_source, bool) or not isinstance(num_source, int | np.integer):
         raise ValueError(
             f"`num_source` must be a non-negative Python integer or None. "
             f"Received: num_source={num_source!r}"
@@ -31,12 +33,6 @@ def validate_num_source(num_source):
     if num_source < 0:
         raise ValueError(f"`num_source` must be >= 0. Received: num_source={num_source}")
     return int(num_source)
-
-
-def _np_integer():
-    import numpy as np
-
-    return np.integer
 
 
 @contextlib.contextmanager

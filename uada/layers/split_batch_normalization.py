@@ -1,6 +1,7 @@
-"""Split batch normalization: per-domain batch statistics, shared parameters and moving statistics."""
+"""Split batch normalization: per-domain batch statistics, shared parameters and moving stats."""
 
 import keras
+
 from uada.layers.domain_agnostic_normalization import SourceFirstNormalization
 
 
