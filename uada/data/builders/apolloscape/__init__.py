@@ -1,0 +1,1 @@
+"""The `apolloscape` builder; see `apolloscape.py`."""

@@ -1,0 +1,1 @@
+"""The `cityscapes` builder; see `cityscapes.py`."""

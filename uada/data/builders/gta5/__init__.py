@@ -1,0 +1,1 @@
+"""The `gta5` builder; see `gta5.py`."""

@@ -1,0 +1,1 @@
+"""The `mapillary` builder; see `mapillary.py`."""
