@@ -5,7 +5,7 @@
 | `"gta5"` | `uada_gta5` | train / val (/ test with `split.mat`) |
 | `"cityscapes"` | `uada_cityscapes` | train / val |
 | `"mapillary"` | `uada_mapillary_vistas` | train / val |
-| `"apolloscape"` | `uada_apolloscape` | from list files, else `all` |
+| `"apolloscape"` | `uada_apolloscape` | from list files, else `val` (every labelled frame) |
 
 Every builder is a manual-download builder (its `MANUAL_DOWNLOAD_INSTRUCTIONS` say what to put in
 the manual directory) with two configs: `"384x768"` (default, the paper's training size) and
@@ -91,9 +91,11 @@ def load(
     """
     dataset_builder = builder(name, data_dir=data_dir, config=config, skip_corrupt=skip_corrupt)
     if download_and_prepare:
-        dataset_builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+        # Statistics are skipped: they would cost a second pass over every image and uada uses none.
+        download_config = tfds.download.DownloadConfig(
+            manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP
         )
+        dataset_builder.download_and_prepare(download_config=download_config)
     dataset = dataset_builder.as_dataset(
         split=split, shuffle_files=shuffle_files, read_config=read_config
     )

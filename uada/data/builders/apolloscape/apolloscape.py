@@ -14,7 +14,7 @@ _LIST_NAME = re.compile(r"(?:^|_)(?P<split>train|val|test)\.lst$")
 class UadaApolloscape(common.SegmentationBuilder):
     """ApolloScape scene parsing, label ids mapped to the 19 Cityscapes train ids (nothing maps to
     terrain or train). Splits: those of the list files in the manual directory, else one split
-    `all` of every labelled frame (see `assign_splits`)."""
+    `val` of every labelled frame (ApolloScape is only evaluated on, as an unseen domain)."""
 
     LABEL_TABLE = "apolloscape"
     # Road folders (road01_ins, road02_seg, ...) vary; the whole manual directory is searched.
@@ -35,18 +35,19 @@ spaces).
 Optional split lists: text files named `train.lst`, `val.lst`, `test.lst` or `<anything>_train.lst`
 etc. anywhere in the manual directory, one frame a line; the first tab-separated field of a line is
 the frame's ColorImage path (only its file name is used). Without lists every labelled frame goes
-to one split, `all`.
+to one split, `val` (ApolloScape is an unseen, evaluation-only domain).
 """
 
     def assign_splits(self, frames, files):
-        """Splits by the list files (`*_<split>.lst`, first tab field the image path), else `all`.
+        """Splits by the list files (`*_<split>.lst`, first tab field the image path), else `val`.
 
         A frame is matched to a list line by its image's file name; frames that no list names are
         left out and counted in the log.
         """
         lists = [path for path in files.paths() if _LIST_NAME.search(posixpath.basename(path))]
         if not lists:
-            return {"all": frames}
+            # TFDS reserves the split name `all`.
+            return {"val": frames}
         split_of = {}
         for path in lists:
             split = _LIST_NAME.search(posixpath.basename(path))["split"]
