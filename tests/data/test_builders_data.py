@@ -315,3 +315,16 @@ def test_builder_rejects_unknown_name_and_config():
         builders.builder("synthia")
     with pytest.raises(ValueError, match=r"Received: config='512x1024'"):
         builders.builder("gta5", config="512x1024")
+
+
+def test_load_refuses_a_data_dir_prepared_from_another_manual_dir(tmp_path):
+    data_dir = tmp_path / "data"
+    builders.load("mapillary", "val", data_dir=data_dir, manual_dir=_dummy("mapillary", "v1.1"))
+
+    # The same folder again reads the prepared data; another folder must use another data_dir.
+    again = builders.load(
+        "mapillary", "val", data_dir=data_dir, manual_dir=_dummy("mapillary", "v1.1")
+    )
+    assert len(list(again)) == 1
+    with pytest.raises(ValueError, match=r"prepared from .*v1\.1.*Received: manual_dir=.*v2\.0"):
+        builders.load("mapillary", "val", data_dir=data_dir, manual_dir=_dummy("mapillary", "v2.0"))

@@ -23,6 +23,7 @@ for example in ds.take(1):
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from etils import epath
 
 from uada.data.builders.apolloscape.apolloscape import UadaApolloscape
 from uada.data.builders.cityscapes.cityscapes import UadaCityscapes
@@ -90,6 +91,16 @@ def load(
         (0..18, 255), `file_name` string.
     """
     dataset_builder = builder(name, data_dir=data_dir, config=config, skip_corrupt=skip_corrupt)
+    prepared_from = dataset_builder.prepared_from()
+    if manual_dir is not None and prepared_from is not None:
+        # Two folders in one layout (e.g. the demo's target and unseen domains) must not share a
+        # data_dir: the second would silently read the first one's prepared data.
+        if epath.Path(prepared_from).resolve() != epath.Path(manual_dir).expanduser().resolve():
+            raise ValueError(
+                f"{dataset_builder.name}/{config} in {dataset_builder.data_dir_root} was prepared "
+                f"from {prepared_from}, not from the given manual_dir. Use another "
+                f"`data_dir` for this folder. Received: manual_dir={str(manual_dir)!r}"
+            )
     if download_and_prepare:
         # Statistics are skipped: they would cost a second pass over every image and uada uses none.
         download_config = tfds.download.DownloadConfig(

@@ -376,6 +376,8 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
                 }
             ),
             supervised_keys=("image", "label"),
+            # Records the manual directory the data was prepared from (see `prepared_from`).
+            metadata=tfds.core.MetadataDict(),
             homepage=self.HOMEPAGE,
             citation=self.CITATION,
         )
@@ -385,7 +387,12 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         super()._download_and_prepare(dl_manager, download_config)
         logging.info("%s", self.report.summary(self.name))
 
+    def prepared_from(self):
+        """Returns the manual directory this dataset was prepared from, or None if unprepared."""
+        return self.info.metadata.get("manual_dir") if self.info.metadata else None
+
     def _split_generators(self, dl_manager):
+        self.info.metadata["manual_dir"] = str(dl_manager.manual_dir)
         files = ManualFiles(
             dl_manager.manual_dir,
             self.COMPONENTS,
