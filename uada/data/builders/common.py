@@ -334,6 +334,8 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     TFDS split name), `HOMEPAGE`, `CITATION` and `MANUAL_DOWNLOAD_INSTRUCTIONS`, and overrides
     `assign_splits` when the split is not in the paths.
 
+    After `download_and_prepare` has generated the data, `report` holds its `PreparationReport`.
+
     Features: `image` uint8 `(H, W, 3)`, `label` uint8 `(H, W, 1)` train ids 0..18 and 255
     (PNG-encoded, lossless), `file_name` the image's base name. With the `"384x768"` config
     `H, W = 384, 768`; with `"full"` they are each file's own.
@@ -385,7 +387,9 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     def _download_and_prepare(self, dl_manager, download_config):
         self.report = PreparationReport()
         super()._download_and_prepare(dl_manager, download_config)
-        logging.info("%s", self.report.summary(self.name))
+        # A summary with skipped or repaired files is a warning, so that it shows by default.
+        log = logging.warning if self.report.skipped or self.report.repaired else logging.info
+        log("%s", self.report.summary(self.name))
 
     def prepared_from(self):
         """Returns the manual directory this dataset was prepared from, or None if unprepared."""
