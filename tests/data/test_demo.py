@@ -1,0 +1,132 @@
+"""Tests of the procedural demo domains."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from uada.data import demo
+from uada.data.labels import IGNORE_LABEL, NUM_CLASSES, lookup_table
+
+_SMALL = dict(
+    image_size=(32, 64),
+    num_source=3,
+    num_target_train=2,
+    num_target_val=2,
+    num_unseen_train=1,
+    num_unseen_val=2,
+)
+
+
+def _digest(root):
+    """{relative path: sha256} of every file under root."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_generate_is_deterministic_in_the_seed(tmp_path):
+    demo.generate(tmp_path / "a", seed=3, **_SMALL)
+    demo.generate(tmp_path / "b", seed=3, **_SMALL)
+    demo.generate(tmp_path / "c", seed=4, **_SMALL)
+    a, b, c = (_digest(tmp_path / name) for name in "abc")
+    assert a == b
+    assert a.keys() == c.keys()
+    different = sum(a[key] != c[key] for key in a)
+    assert different == len(a)  # every file changes with the seed
+
+
+def test_layouts_and_label_files(tmp_path):
+    paths = demo.generate(tmp_path, seed=0, **_SMALL)
+    source = paths["source"]
+    assert sorted(p.name for p in (source / "images").iterdir()) == [
+        "00001.png",
+        "00002.png",
+        "00003.png",
+    ]
+    raw_ids = set(int(k) for k in np.flatnonzero(lookup_table("cityscapes") != IGNORE_LABEL))
+    for index in range(3):
+        image = Image.open(source / "images" / f"{index + 1:05d}.png")
+        label = Image.open(source / "labels" / f"{index + 1:05d}.png")
+        assert image.mode == "RGB" and image.size == (64, 32)
+        assert label.mode == "P" and label.size == (64, 32)
+        ids = np.array(label)  # palette indices = Cityscapes label ids
+        assert set(np.unique(ids).tolist()) <= raw_ids | {0}
+        # Mapping the ids back gives exactly the train ids that were drawn.
+        expected_image, expected_label = demo.draw_example("source", 0, index, (32, 64))
+        np.testing.assert_array_equal(lookup_table("gta5")[ids], expected_label)
+        np.testing.assert_array_equal(np.array(image), expected_image)
+        # The palette colours road (label id 7) with its Cityscapes colour.
+        assert label.getpalette()[7 * 3 : 7 * 3 + 3] == [128, 64, 128]
+
+    for domain, cities in (("target", demo.TARGET_CITIES), ("unseen", demo.UNSEEN_CITIES)):
+        for split, count in (("train", 2 if domain == "target" else 1), ("val", 2)):
+            images = sorted((paths[domain] / "leftImg8bit" / split).rglob("*_leftImg8bit.png"))
+            labels = sorted((paths[domain] / "gtFine" / split).rglob("*_gtFine_labelIds.png"))
+            assert len(images) == len(labels) == count
+            for image_path, label_path in zip(images, labels, strict=True):
+                assert image_path.parent.name in cities[split]
+                stem = image_path.name[: -len("_leftImg8bit.png")]
+                assert label_path.name == f"{stem}_gtFine_labelIds.png"
+                assert stem.startswith(image_path.parent.name + "_")
+                label = Image.open(label_path)
+                assert label.mode == "L"
+                assert set(np.unique(np.array(label)).tolist()) <= raw_ids | {0, 1}
+
+
+def _statistics(domain, count=12):
+    images = np.stack([demo.draw_example(domain, 0, i)[0] for i in range(count)]).astype(np.float64)
+    return images.mean(axis=(0, 1, 2)), images.std(axis=(0, 1, 2))
+
+
+def test_domains_differ_measurably():
+    stats = {domain: _statistics(domain) for domain in demo.DOMAINS}
+    for first, second in (("source", "target"), ("source", "unseen"), ("target", "unseen")):
+        mean_gap = np.abs(stats[first][0] - stats[second][0]).max()
+        std_gap = np.abs(stats[first][1] - stats[second][1]).max()
+        assert mean_gap > 12.0, (first, second, stats[first], stats[second])
+        assert std_gap > 6.0, (first, second, stats[first], stats[second])
+    # The game-like source is the most contrasted and the unseen dusk the darkest.
+    assert np.all(stats["source"][1] > stats["target"][1] + 10.0)
+    assert stats["unseen"][0].mean() < stats["source"][0].mean() - 25.0
+
+
+def test_source_is_flat_and_target_is_textured():
+    def roughness(domain):
+        images = np.stack([demo.draw_example(domain, 0, i)[0] for i in range(6)]).astype(float)
+        return np.abs(np.diff(images, axis=2)).mean()
+
+    assert roughness("target") > 1.3 * roughness("source")
+
+
+def test_labels_contain_many_classes():
+    for domain in demo.DOMAINS:
+        labels = [demo.draw_example(domain, 0, i)[1] for i in range(16)]
+        present = set(np.concatenate([np.unique(label) for label in labels]).tolist())
+        assert len(present - {IGNORE_LABEL}) >= 15, (domain, present)
+        assert present <= set(range(NUM_CLASSES)) | {IGNORE_LABEL}
+        assert 16 not in present  # the demo has no trains
+        assert min(len(np.unique(label)) for label in labels) >= 8
+
+
+def test_only_the_target_has_an_ignored_ego_vehicle():
+    assert np.any(demo.draw_example("target", 0, 0)[1] == IGNORE_LABEL)
+    assert not np.any(demo.draw_example("source", 0, 0)[1] == IGNORE_LABEL)
+
+
+def test_bad_arguments_raise_naming_them(tmp_path):
+    with pytest.raises(ValueError, match="domain='real'"):
+        demo.domain_style("real")
+    with pytest.raises(ValueError, match="num_source=-1"):
+        demo.generate(tmp_path, num_source=-1)
+    with pytest.raises(ValueError, match="image_size"):
+        demo.draw_example("source", 0, 0, image_size=(8, 8))
+
+
+def test_command_line(tmp_path, capsys):
+    demo.main([f"--output={tmp_path}", "--seed=1", "--height=32", "--width=64"])
+    assert "source" in capsys.readouterr().out
+    assert len(list((tmp_path / "source" / "images").iterdir())) == 300
