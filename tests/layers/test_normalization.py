@@ -367,3 +367,16 @@ def test_domain_split_context_nests_and_validates():
     with pytest.raises(ValueError, match=r"num_source=-2"):
         with layers.domain_split(-2):
             pass
+
+
+def test_channels_first_axis_matches_keras_batch_norm():
+    x = np.moveaxis(_data(), -1, 1)  # N, C, H, W
+    gamma, beta = _params(x.shape[1])
+    dan = _built(layers.DomainAgnosticNormalization(axis=1), x, gamma, beta)
+    bn = _built(
+        keras.layers.BatchNormalization(axis=1, momentum=MOMENTUM, epsilon=EPS), x, gamma, beta
+    )
+    weights = np.moveaxis(_data(seed=5), -1, 1)
+    for ours, ref in zip(_grads(dan, x, weights), _grads(bn, x, weights), strict=True):
+        np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(dan.moving_variance, bn.moving_variance, atol=1e-6)

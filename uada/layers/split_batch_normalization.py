@@ -2,7 +2,7 @@
 
 import keras
 
-from uada.layers.domain_agnostic_normalization import SourceFirstNormalization
+from uada.layers.source_first_normalization import SourceFirstNormalization
 
 
 @keras.saving.register_keras_serializable(package="uada")
@@ -46,17 +46,4 @@ class SplitBatchNormalization(SourceFirstNormalization):
         Adversarial Domain Adaptation.* WACV 2019, Table 2 ("split batch").
     """
 
-    def _train_transform(self, inputs, num_source):
-        if num_source == 0:
-            mean, variance = self._moments(inputs)
-            self._update_moving(mean, variance)
-            return self._apply(inputs, *self._scale_offset(mean, variance))
-        # [N, ...] -> [num_source, ...] and [N - num_source, ...]; the target part must be
-        # non-empty here (an empty one is the plain case handled by the caller when N is static).
-        mean_s, var_s = self._moments(inputs[:num_source])
-        mean_t, var_t = self._moments(inputs[num_source:])
-        self._update_moving(mean_s, var_s)
-        self._update_moving(mean_t, var_t)
-        scale_s, offset_s = self._scale_offset(mean_s, var_s)
-        scale_t, offset_t = self._scale_offset(mean_t, var_t)
-        return self._apply_per_domain(inputs, num_source, (scale_s, offset_s), (scale_t, offset_t))
+    target_statistics = "own"
