@@ -85,7 +85,7 @@ def test_augment_is_the_same_eagerly_in_a_function_and_in_tf_data():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-3)
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-3)
     # Different seeds give different results, some of them leave the image unchanged.
-    assert len({result.tobytes() for result in eager}) >= 10
+    assert len({result.tobytes() for result in eager}) >= 8
 
 
 def test_augment_output_dtype_shape_range():
