@@ -1,0 +1,127 @@
+"""Tests of `uada.models.build_backbone`: dilation, normalization swap, weight copy, preprocessing."""
+
+import keras
+import numpy as np
+import pytest
+
+from uada.layers import DomainAgnosticNormalization, SplitBatchNormalization
+from uada.models import build_backbone
+
+NORM_CLASSES = {
+    "none": keras.layers.Identity,
+    "batch": keras.layers.BatchNormalization,
+    "instance": keras.layers.GroupNormalization,
+    "split_batch": SplitBatchNormalization,
+    "dan": DomainAgnosticNormalization,
+}
+# Parameter counts of the ResNet-50 OS8 backbone (Keras' ResNet-50 without top: 23,587,712).
+RESNET50_PARAMS = {
+    "none": 23_481_472,
+    "batch": 23_587_712,
+    "instance": 23_534_592,
+    "split_batch": 23_587_712,
+    "dan": 23_587_712,
+}
+
+
+@pytest.mark.parametrize("output_stride, size", [(8, (8, 16)), (16, (4, 8)), (32, (2, 4))])
+def test_output_stride_sets_feature_size(output_stride, size):
+    backbone = build_backbone("resnet_tiny", "dan", output_stride, input_shape=(64, 128, 3))
+    features = backbone(np.zeros((1, 64, 128, 3), "float32"))
+    assert tuple(features.shape) == (1, *size, 256)
+
+
+def test_output_stride_8_dilates_conv4_and_conv5():
+    backbone = build_backbone("resnet_tiny", "dan", 8)
+    for name, strides, dilation in [
+        ("conv3_block1_1_conv", (2, 2), (1, 1)),
+        ("conv4_block1_0_conv", (1, 1), (1, 1)),
+        ("conv4_block1_1_conv", (1, 1), (1, 1)),
+        ("conv4_block1_2_conv", (1, 1), (2, 2)),
+        ("conv5_block1_0_conv", (1, 1), (1, 1)),
+        ("conv5_block1_2_conv", (1, 1), (4, 4)),
+    ]:
+        layer = backbone.get_layer(name)
+        assert (tuple(layer.strides), tuple(layer.dilation_rate)) == (strides, dilation), name
+
+
+@pytest.mark.parametrize("norm", sorted(NORM_CLASSES))
+def test_every_batch_norm_is_replaced(norm):
+    backbone = build_backbone("resnet_tiny", norm, 8)
+    norms = [layer for layer in backbone.layers if layer.name.endswith("_bn")]
+    assert len(norms) == 1 + 4 * 4  # stem + four convs per bottleneck block
+    for layer in norms:
+        assert type(layer) is NORM_CLASSES[norm], layer.name
+        if norm in ("batch", "split_batch", "dan"):
+            assert (layer.momentum, layer.epsilon) == (0.96, 1e-5)
+
+
+def test_preprocessing_matches_keras_resnet50_preprocess_input():
+    backbone = build_backbone("resnet_tiny", "dan", 8)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    got = backbone.get_layer("preprocessing")(images)
+    expected = keras.applications.resnet50.preprocess_input(images.copy())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"name": "resnet18"}, "name='resnet18'"),
+        ({"output_stride": 4}, "output_stride=4"),
+        ({"norm": "bn"}, "norm='bn'"),
+        ({"name": "resnet_tiny", "weights": "imagenet"}, "weights='imagenet'"),
+        ({"weights": "weights.npz"}, "weights='weights.npz'"),
+    ],
+)
+def test_invalid_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_backbone(**kwargs)
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    path = str(tmp_path / "missing.weights.h5")
+    with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
+        build_backbone("resnet50", weights=path)
+
+
+@pytest.fixture(scope="module")
+def resnet50_weights(tmp_path_factory):
+    """A Keras ResNet-50 (no top) with random kernels and random BN statistics, saved to a file.
+
+    BN parameters and statistics are randomized too: a fresh ResNet-50's are 1/0/0/1, the same
+    as a new normalization layer's, so an uncopied value would go unnoticed.
+    """
+    keras.utils.set_random_seed(1)
+    reference = keras.applications.ResNet50(weights=None, include_top=False)
+    rng = np.random.default_rng(1)
+    for layer in reference.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32")
+                               for w in layer.get_weights()])  # fmt: skip
+    path = tmp_path_factory.mktemp("weights") / "r50.weights.h5"
+    reference.save_weights(path)
+    return str(path), {layer.name: layer.get_weights() for layer in reference.layers}
+
+
+@pytest.mark.parametrize("norm", sorted(NORM_CLASSES))
+def test_resnet50_weights_file_is_copied_for_every_norm(norm, resnet50_weights):
+    path, reference = resnet50_weights
+    backbone = build_backbone("resnet50", norm, 8, weights=path, input_shape=(384, 768, 3))
+    assert backbone.output_shape == (None, 48, 96, 2048)
+    assert backbone.count_params() == RESNET50_PARAMS[norm]
+    copied = 0
+    for name, weights in reference.items():
+        if not weights:
+            continue
+        layer = backbone.get_layer(name)
+        if name.endswith("_conv"):
+            expected = weights  # kernel and bias
+        else:  # a BN position: [gamma, beta, moving_mean, moving_variance]
+            expected = {"none": [], "instance": weights[:2]}.get(norm, weights)
+        got = layer.get_weights()
+        assert len(got) == len(expected), name
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(g, e, err_msg=name)
+            copied += 1
+    assert copied > 0

@@ -1,0 +1,176 @@
+"""Backbones of R: Keras Applications ResNet-50 v1, dilated to output stride 8, normalization swapped.
+
+`build_backbone` takes a plain ResNet v1 (Keras Applications' ResNet-50, or the small
+`"resnet_tiny"` of the same layout and layer names for demos and tests) and clones it with
+`keras.models.clone_model`:
+
+- output stride 8 (SPEC §3): the strides of `conv4_block1_{0,1}_conv` and `conv5_block1_{0,1}_conv`
+  become 1 and every 3x3 `conv4_*_2_conv` / `conv5_*_2_conv` gets dilation 2 / 4; output stride 16
+  changes conv5 only (dilation 2); output stride 32 is the original network;
+- every `BatchNormalization` becomes `uada.layers.get_normalization(norm, momentum=0.96,
+  epsilon=1e-5)` under the same name, with the weights copied (gamma, beta and the moving
+  statistics for `batch`, `split_batch` and `dan`; gamma and beta for `instance`; nothing for
+  `none`, where the convolutions' own biases remain, as Keras' ResNet-50 convolutions carry one);
+- an `ImagePreprocessing` layer ("caffe", the preprocessing of Keras' ResNet-50 weights) is put
+  in front, so the backbone takes RGB images in [0, 255].
+
+Dilation does not change any kernel shape, so pretrained weights copy over unchanged.
+"""
+
+import os
+
+import keras
+
+from uada.layers import NORMALIZATIONS, get_normalization
+from uada.models.preprocessing import ImagePreprocessing
+
+BACKBONES = ("resnet50", "resnet_tiny")
+OUTPUT_STRIDES = (8, 16, 32)
+
+# Stage name -> dilation of its 3x3 convolutions (and stride 1 in its first block).
+_STAGE_DILATION = {8: {"conv4": 2, "conv5": 4}, 16: {"conv5": 2}, 32: {}}
+
+# "resnet_tiny": the ResNet v1 layout with one bottleneck block per stage and narrow widths.
+_TINY_STEM_FILTERS = 16
+_TINY_STAGE_FILTERS = (8, 16, 32, 64)  # bottleneck widths of conv2..conv5; outputs are 4x these
+
+
+def build_backbone(name="resnet50", norm="dan", output_stride=8, weights=None, *,
+                   input_shape=(None, None, 3), synchronized=False):  # fmt: skip
+    """Builds R's backbone: images -> the last stage's features.
+
+    Args:
+        name: `"resnet50"` (Keras Applications ResNet-50 v1, 2048 output channels) or
+            `"resnet_tiny"` (one narrow bottleneck block per stage, 256 output channels; for
+            demos and tests).
+        norm: the normalization at every BN position, one of `uada.layers.NORMALIZATIONS`.
+        output_stride: 8 (the paper), 16 or 32.
+        weights: `None` (random initialization), `"imagenet"` (Keras downloads and caches the
+            ResNet-50 weights), or the path to a Keras ResNet-50 (`include_top=False`) weights
+            file (`.weights.h5` or legacy `.h5`). Only `None` for `"resnet_tiny"`.
+        input_shape: `(H, W, 3)`; `None` for a spatial size accepts any size.
+        synchronized: all-reduce the normalization statistics across replicas under
+            `tf.distribute` (`batch`, `split_batch`, `dan`).
+
+    Returns:
+        A functional `keras.Model` named `f"{name}_os{output_stride}"` from float32 RGB images
+        `[N, H, W, 3]` in [0, 255] to features `[N, H/os, W/os, C]`.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"`name` must be one of {BACKBONES}. Received: name={name!r}")
+    if norm not in NORMALIZATIONS:
+        raise ValueError(f"`norm` must be one of {NORMALIZATIONS}. Received: norm={norm!r}")
+    if output_stride not in OUTPUT_STRIDES:
+        raise ValueError(
+            f"`output_stride` must be one of {OUTPUT_STRIDES}. Received: output_stride={output_stride!r}"
+        )
+    if name == "resnet50":
+        base = _resnet50(weights, input_shape)
+    else:
+        if weights is not None:
+            raise ValueError(
+                f"The backbone 'resnet_tiny' has no pretrained weights; `weights` must be None. "
+                f"Received: weights={weights!r}"
+            )
+        base = _resnet_tiny(input_shape)
+    return _dilate_and_swap_normalization(
+        base, norm, output_stride, synchronized, name=f"{name}_os{output_stride}"
+    )
+
+
+def _resnet50(weights, input_shape):
+    if weights is None or weights == "imagenet":
+        return keras.applications.ResNet50(
+            include_top=False, weights=weights, input_shape=input_shape
+        )
+    if not isinstance(weights, str | os.PathLike):
+        raise ValueError(
+            f"`weights` must be None, 'imagenet' or the path to a weights file. "
+            f"Received: weights={weights!r}"
+        )
+    path = os.fspath(weights)
+    if not path.endswith(".h5"):
+        raise ValueError(
+            f"`weights` must name a Keras weights file ending in '.weights.h5' or '.h5'. "
+            f"Received: weights={path!r}"
+        )
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"`weights` file not found. Received: weights={path!r}")
+    model = keras.applications.ResNet50(include_top=False, weights=None, input_shape=input_shape)
+    model.load_weights(path)
+    return model
+
+
+def _resnet_tiny(input_shape):
+    """A ResNet v1 with Keras Applications' layer names and one narrow block per stage."""
+    inputs = keras.Input(shape=input_shape, name="input_layer")
+    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
+    x = keras.layers.Conv2D(_TINY_STEM_FILTERS, 7, strides=2, name="conv1_conv")(x)
+    x = keras.layers.BatchNormalization(name="conv1_bn")(x)
+    x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    for stage, filters in enumerate(_TINY_STAGE_FILTERS, start=2):
+        x = _bottleneck_v1(x, filters, stride=1 if stage == 2 else 2, name=f"conv{stage}_block1")
+    return keras.Model(inputs, x, name="resnet_tiny")
+
+
+def _bottleneck_v1(x, filters, stride, name):
+    """ResNet v1 bottleneck with a projection shortcut: 1x1 (stride) -> 3x3 -> 1x1 (4x)."""
+    shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(x)
+    shortcut = keras.layers.BatchNormalization(name=f"{name}_0_bn")(shortcut)
+    x = keras.layers.Conv2D(filters, 1, strides=stride, name=f"{name}_1_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_1_bn")(x)
+    x = keras.layers.Activation("relu", name=f"{name}_1_relu")(x)
+    x = keras.layers.Conv2D(filters, 3, padding="same", name=f"{name}_2_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_2_bn")(x)
+    x = keras.layers.Activation("relu", name=f"{name}_2_relu")(x)
+    x = keras.layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_3_bn")(x)
+    x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
+    return keras.layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def _dilate_and_swap_normalization(base, norm, output_stride, synchronized, name):
+    """Clones a ResNet v1 with the requested output stride and normalization; copies weights."""
+    dilation = _STAGE_DILATION[output_stride]
+
+    def clone_function(layer):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            return get_normalization(
+                norm, momentum=0.96, epsilon=1e-5, synchronized=synchronized, name=layer.name
+            )
+        config = layer.get_config()
+        stage = layer.name.split("_")[0]
+        if isinstance(layer, keras.layers.Conv2D) and stage in dilation:
+            if layer.name.endswith(("_block1_0_conv", "_block1_1_conv")):
+                config["strides"] = (1, 1)
+            if layer.name.endswith("_2_conv"):
+                rate = dilation[stage]
+                config["dilation_rate"] = (rate, rate)
+        return layer.__class__.from_config(config)
+
+    first_layer = base.layers[1].name  # the layer that consumes the images
+    preprocessing = ImagePreprocessing("caffe", name="preprocessing")
+
+    def call_function(layer, *args, **kwargs):
+        if layer.name == first_layer:
+            args = (preprocessing(args[0]), *args[1:])
+        if kwargs.get("mask", 0) is None:
+            # BN's recorded call passes `mask=None`; Identity and GroupNormalization take no mask.
+            del kwargs["mask"]
+        return layer(*args, **kwargs)
+
+    images = keras.Input(batch_shape=base.inputs[0].shape, name="images")
+    clone = keras.models.clone_model(
+        base, input_tensors=images, clone_function=clone_function, call_function=call_function
+    )
+    for layer in clone.layers:
+        if not layer.weights or layer is preprocessing:
+            continue
+        source = base.get_layer(layer.name).get_weights()
+        # Keras orders BN weights [gamma, beta, moving_mean, moving_variance] and
+        # GroupNormalization [gamma, beta]: a prefix of the source weights is the right copy
+        # (`none` has no weights; convolutions copy [kernel, bias] whole).
+        layer.set_weights(source[: len(layer.weights)])
+    return keras.Model(clone.input, clone.output, name=name)
