@@ -1,4 +1,4 @@
-"""Tests of `uada.models.build_backbone`: dilation, normalization swap, weight copy, preprocessing."""
+"""Tests of `uada.models.build_backbone`: dilation, norm swap, weight copy, preprocessing."""
 
 import keras
 import numpy as np

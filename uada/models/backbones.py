@@ -1,4 +1,4 @@
-"""Backbones of R: Keras Applications ResNet-50 v1, dilated to output stride 8, normalization swapped.
+"""Backbones of R: Keras Applications ResNet-50 v1, dilated to output stride 8, norm swapped.
 
 `build_backbone` takes a plain ResNet v1 (Keras Applications' ResNet-50, or the small
 `"resnet_tiny"` of the same layout and layer names for demos and tests) and clones it with
@@ -62,7 +62,8 @@ def build_backbone(name="resnet50", norm="dan", output_stride=8, weights=None, *
         raise ValueError(f"`norm` must be one of {NORMALIZATIONS}. Received: norm={norm!r}")
     if output_stride not in OUTPUT_STRIDES:
         raise ValueError(
-            f"`output_stride` must be one of {OUTPUT_STRIDES}. Received: output_stride={output_stride!r}"
+            f"`output_stride` must be one of {OUTPUT_STRIDES}. "
+            f"Received: output_stride={output_stride!r}"
         )
     if name == "resnet50":
         base = _resnet50(weights, input_shape)

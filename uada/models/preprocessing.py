@@ -1,4 +1,4 @@
-"""`ImagePreprocessing`: the input preprocessing of a backbone's weights, as the model's first layer."""
+"""`ImagePreprocessing`: the input preprocessing of a backbone's weights, as a layer."""
 
 import keras
 
