@@ -1,0 +1,350 @@
+"""Every command-line flag of uada, in one module.
+
+Each command defines only the flags it takes:
+
+- `define_train_flags()`: `python -m uada.train` — one flag per `uada.config.Config` field (same
+  name, same default) plus `--workdir`; closed sets are enums, cross-flag rules are validators, so
+  a bad value or combination stops the command before anything runs, with a message naming the
+  flag(s) and echoing the value.
+- `define_evaluate_flags()`, `define_predict_flags()`, `define_export_flags()`: the other commands,
+  which read the run's config from its workdir.
+
+`train_config()` turns parsed training flags into the frozen `Config`. Library modules never read
+`FLAGS`; only the thin `main`s of the commands do, through this module.
+
+Experiment files (`experiments/*.flags`) are absl flagfiles: one `--name=value` per line, comments
+on their own lines (absl keeps the rest of a flag line as the value), and a first line
+`--flagfile=experiments/base.flags` that they override (paths are relative to the directory the
+command runs in: the repository root).
+"""
+
+import os
+
+from absl import flags
+
+from uada import config as config_lib
+
+_DEFAULT = config_lib.Config()
+_DEMO_DATASETS = tuple(name for name in config_lib.DATASETS if name.startswith("demo_"))
+
+
+def define_train_flags(flag_values=flags.FLAGS):
+    """Defines the training flags and their validators on `flag_values`."""
+    fv = flag_values
+    d = _DEFAULT
+    flags.DEFINE_string(
+        "workdir", None, "Directory of the run: checkpoints, logs, config, results.", flag_values=fv
+    )
+    flags.mark_flag_as_required("workdir", flag_values=fv)
+
+    # Model.
+    flags.DEFINE_enum("mode", d.mode, config_lib.MODES, "Training mode.", flag_values=fv)
+    flags.DEFINE_enum("norm", d.norm, config_lib.NORMS, "Normalization in R.", flag_values=fv)
+    flags.DEFINE_enum("backbone", d.backbone, config_lib.BACKBONES, "Backbone.", flag_values=fv)
+    flags.DEFINE_string(
+        "weights",
+        d.weights,
+        "Backbone weights: 'imagenet', 'none' or a path to Keras ResNet-50 weights.",
+        flag_values=fv,
+    )
+    flags.DEFINE_enum(
+        "output_stride",
+        str(d.output_stride),
+        [str(s) for s in config_lib.OUTPUT_STRIDES],
+        "Output stride of the backbone.",
+        flag_values=fv,
+    )
+    flags.DEFINE_list(
+        "image_size", [str(s) for s in d.image_size], "Image height,width.", flag_values=fv
+    )
+    flags.DEFINE_float(
+        "lambda_conf", d.lambda_conf, "Weight of the confusion loss.", lower_bound=0, flag_values=fv
+    )
+
+    # Data.
+    flags.DEFINE_enum(
+        "source", d.source, config_lib.DATASETS, "Labelled training domain.", flag_values=fv
+    )
+    flags.DEFINE_enum(
+        "target", d.target, config_lib.DATASETS, "Unlabelled training domain.", flag_values=fv
+    )
+    flags.DEFINE_list(
+        "unseen",
+        list(d.unseen),
+        f"Comma-separated test-only domains, each one of {list(config_lib.DATASETS)}.",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "data_dir",
+        d.data_dir,
+        "TFDS data directory (and home of the demo domains).",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "manual_dir",
+        d.manual_dir,
+        "Root of the downloaded datasets: one sub-folder per dataset (gta5/, cityscapes/, "
+        "mapillary/, apolloscape/).",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer(
+        "batch_size", d.batch_size, "Images per domain per step.", lower_bound=1, flag_values=fv
+    )
+    flags.DEFINE_boolean("augment", d.augment, "Photometric augmentation.", flag_values=fv)
+    flags.DEFINE_integer(
+        "shuffle_buffer", d.shuffle_buffer, "Shuffle buffer per domain.", lower_bound=1,
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "demo_train_images", d.demo_train_images, "Demo: target training images.", lower_bound=1,
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "demo_val_images", d.demo_val_images, "Demo: validation images per domain.", lower_bound=1,
+        flag_values=fv,
+    )  # fmt: skip
+
+    # Optimization.
+    flags.DEFINE_float(
+        "epochs", d.epochs, "Training epochs, used when --train_steps=0.", lower_bound=0,
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "train_steps", d.train_steps, "Total G steps; 0 for --epochs epochs.", lower_bound=0,
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_float(
+        "learning_rate", d.learning_rate, "SGD learning rate of D and G.", lower_bound=0,
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_float(
+        "momentum", d.momentum, "SGD momentum.", lower_bound=0, upper_bound=1, flag_values=fv
+    )
+    flags.DEFINE_list(
+        "lr_decay_epochs",
+        [str(e) for e in d.lr_decay_epochs],
+        "Epochs after which the learning rate is multiplied by --lr_decay_factor.",
+        flag_values=fv,
+    )
+    flags.DEFINE_float(
+        "lr_decay_factor", d.lr_decay_factor, "Learning-rate decay factor.", lower_bound=0,
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_float(
+        "ramp_epochs", d.ramp_epochs, "Epochs before the confusion loss starts.", lower_bound=0,
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "steps_per_epoch", d.steps_per_epoch,
+        "G steps per epoch; 0 to derive it from the smallest training dataset.", lower_bound=0,
+        flag_values=fv,
+    )  # fmt: skip
+
+    # Bookkeeping.
+    flags.DEFINE_integer("seed", d.seed, "Random seed.", flag_values=fv)
+    flags.DEFINE_boolean(
+        "deterministic", d.deterministic, "TensorFlow op determinism.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "checkpoint_every", d.checkpoint_every, "Checkpoint period in G steps.", lower_bound=1,
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "keep_checkpoints", d.keep_checkpoints, "Checkpoints kept.", lower_bound=1, flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "log_every", d.log_every, "TensorBoard scalar period in G steps.", lower_bound=1,
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "image_summary_every", d.image_summary_every,
+        "TensorBoard prediction-image period in G steps; 0 for none.", lower_bound=0,
+        flag_values=fv,
+    )  # fmt: skip
+    _define_resolution("eval_resolution", d.eval_resolution, fv)
+    flags.DEFINE_integer(
+        "eval_batch_size", d.eval_batch_size, "Evaluation batch size.", lower_bound=1,
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "eval_max_images", d.eval_max_images, "Images per evaluated domain; 0 for all.",
+        lower_bound=0, flag_values=fv,
+    )  # fmt: skip
+    _register_train_validators(fv)
+
+
+def _define_resolution(name, default, flag_values):
+    flags.DEFINE_enum(
+        name,
+        default,
+        config_lib.RESOLUTIONS,
+        "Evaluation resolution: '384x768' (the model's input size, labels resized nearest; the "
+        "paper) or 'full' (logits upsampled to each label's size).",
+        flag_values=flag_values,
+    )
+
+
+def _register_train_validators(fv):
+    def valid_image_size(value):
+        try:
+            height, width = (int(v) for v in value)
+        except ValueError:
+            return False
+        return height > 0 and width > 0
+
+    flags.register_validator(
+        "image_size",
+        valid_image_size,
+        message="--image_size must be two positive integers 'height,width', e.g. 384,768.",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "unseen",
+        lambda value: all(name in config_lib.DATASETS for name in value),
+        message=f"--unseen must be a comma-separated list of {list(config_lib.DATASETS)}.",
+        flag_values=fv,
+    )
+
+    def decay_epochs(value):
+        try:
+            epochs = [float(v) for v in value]
+        except ValueError:
+            return False
+        return all(e >= 0 for e in epochs) and all(b > a for a, b in zip(epochs, epochs[1:]))
+
+    flags.register_validator(
+        "lr_decay_epochs",
+        decay_epochs,
+        message="--lr_decay_epochs must be non-negative, increasing numbers, e.g. 9,16.",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "weights",
+        lambda value: value in ("imagenet", "none") or os.path.exists(os.path.expanduser(value)),
+        message="--weights must be 'imagenet', 'none' or the path of an existing weights file.",
+        flag_values=fv,
+    )
+
+    def rule(names, check, message):
+        flags.register_multi_flags_validator(
+            names, lambda values: check(**values), message=message, flag_values=fv
+        )
+
+    rule(
+        ["source", "target"],
+        lambda source, target: source != target,
+        "--source and --target must be different domains.",
+    )
+    rule(
+        ["source", "target"],
+        lambda source, target: not {source, target} & set(config_lib.EVAL_ONLY_DATASETS),
+        f"{list(config_lib.EVAL_ONLY_DATASETS)} have no training split: use them in --unseen only.",
+    )
+    rule(
+        ["source", "target", "unseen"],
+        lambda source, target, unseen: (
+            len({name in _DEMO_DATASETS for name in (source, target, *unseen)}) == 1
+        ),
+        f"The demo domains {list(_DEMO_DATASETS)} cannot be mixed with real datasets in "
+        "--source, --target and --unseen.",
+    )
+    rule(
+        ["backbone", "weights"],
+        lambda backbone, weights: backbone == "resnet50" or weights == "none",
+        "--backbone=resnet_tiny has no pretrained weights: use --weights=none.",
+    )
+    rule(
+        ["image_size", "output_stride"],
+        lambda image_size, output_stride: (
+            not valid_image_size(image_size)
+            or all(int(s) % int(output_stride) == 0 for s in image_size)
+        ),
+        "--image_size must be divisible by --output_stride.",
+    )
+    rule(
+        ["train_steps", "epochs"],
+        lambda train_steps, epochs: train_steps > 0 or epochs > 0,
+        "One of --train_steps and --epochs must be positive.",
+    )
+
+
+def train_config(flag_values=flags.FLAGS):
+    """Returns the frozen `Config` of parsed training flags (every `Config` field by name)."""
+    fv = flag_values
+    values = {}
+    for name in config_lib.Config.__dataclass_fields__:
+        values[name] = fv[name].value
+    values["output_stride"] = int(values["output_stride"])
+    values["image_size"] = tuple(int(s) for s in values["image_size"])
+    values["unseen"] = tuple(values["unseen"])
+    values["lr_decay_epochs"] = tuple(float(e) for e in values["lr_decay_epochs"])
+    return config_lib.Config(**values)
+
+
+def _define_workdir(fv):
+    flags.DEFINE_string("workdir", None, "Directory of a training run.", flag_values=fv)
+    flags.mark_flag_as_required("workdir", flag_values=fv)
+    flags.DEFINE_string(
+        "checkpoint",
+        None,
+        "Checkpoint to use (a prefix such as DIR/checkpoints/ckpt-100); default: the latest.",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "workdir",
+        lambda value: value is None or os.path.isdir(value),
+        message="--workdir must be an existing run directory.",
+        flag_values=fv,
+    )
+
+
+def define_evaluate_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.evaluate`."""
+    fv = flag_values
+    _define_workdir(fv)
+    flags.DEFINE_list(
+        "domains",
+        None,
+        "Comma-separated domains to evaluate; default: the run's source, target and unseen.",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "domains",
+        lambda value: value is None or all(name in config_lib.DATASETS for name in value),
+        message=f"--domains must be a comma-separated list of {list(config_lib.DATASETS)}.",
+        flag_values=fv,
+    )
+    _define_resolution("resolution", None, fv)
+    flags.DEFINE_integer(
+        "max_images", None, "Images per domain; default: the run's --eval_max_images.",
+        lower_bound=0, flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_string(
+        "output_json", None, "Where to write the JSON results; default: WORKDIR/eval_<...>.json.",
+        flag_values=fv,
+    )  # fmt: skip
+
+
+def define_predict_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.predict`."""
+    fv = flag_values
+    _define_workdir(fv)
+    flags.DEFINE_list(
+        "input", None, "Image files and/or folders (comma-separated).", flag_values=fv
+    )
+    flags.DEFINE_string("output", None, "Output folder.", flag_values=fv)
+    flags.mark_flags_as_required(["input", "output"], flag_values=fv)
+    flags.register_validator(
+        "input",
+        lambda value: value is None or all(os.path.exists(path) for path in value),
+        message="--input must name existing image files or folders.",
+        flag_values=fv,
+    )
+
+
+def define_export_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.export`."""
+    fv = flag_values
+    _define_workdir(fv)
+    flags.DEFINE_string("output", None, "Folder of the exported SavedModel.", flag_values=fv)
+    flags.mark_flag_as_required("output", flag_values=fv)

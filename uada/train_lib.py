@@ -1,0 +1,445 @@
+"""`train_and_evaluate(config, workdir)`: a resumable UADA training run, then its evaluation.
+
+In this order:
+
+1. The workdir gets the run's `flags.txt` and `config.json`. A workdir that already holds a run
+   with another configuration is an error naming the differing fields (only bookkeeping fields
+   such as `train_steps` or `checkpoint_every` may change between the runs of one workdir).
+2. Op determinism (`--deterministic`) and the seed are set; the demo domains are generated if the
+   run uses them; the datasets are prepared (TFDS) and the training stream is built
+   (`uada.data.pipeline.train_dataset`).
+3. The model (`uada.models.build_uada_model`) is compiled with two SGD optimizers (lr schedule of
+   SPEC §4).
+4. The latest checkpoint of `WORKDIR/checkpoints` is restored: model, both optimizers, the step and
+   the data iterator's position (everything a step depends on: the instance noise and the
+   augmentation are functions of the step and of the data position), so a resumed run continues
+   exactly where the last checkpoint left it. A checkpoint state that cannot be read or that
+   names missing or unreadable files is an error (`CorruptCheckpointError`), never a silent
+   restart from scratch. Checkpoint files without a state file (a run killed during its very
+   first save) are ignored with a warning: no checkpoint was ever completed.
+5. Training runs G steps with Keras' progress bar, TensorBoard scalars (`WORKDIR/train`: losses,
+   lr, sigma, domain accuracy, skipped steps) and prediction images, and a checkpoint every
+   `checkpoint_every` steps and at the end (`tf.train.CheckpointManager`: the state file is
+   rewritten atomically only after a checkpoint's files are complete).
+6. The final model is evaluated (`uada.evaluate.evaluate`) on the run's domains.
+
+Example:
+
+```python
+from uada import config as config_lib, train_lib
+
+config = config_lib.Config(source="demo_source", target="demo_target", unseen=("demo_unseen",),
+                           backbone="resnet_tiny", weights="none", image_size=(64, 128),
+                           train_steps=20, data_dir="/tmp/uada_data")
+results = train_and_evaluate(config, "/tmp/uada_run")
+```
+"""
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from google.protobuf import text_format
+from tensorflow.core.framework import summary_pb2
+from tensorflow.python.training import checkpoint_state_pb2
+
+from uada import config as config_lib
+from uada import domains as domains_lib
+from uada.data import labels as labels_lib
+from uada.data import pipeline
+from uada.models import build_uada_model, schedules
+from uada.models.uada_model import TrainingGuard
+
+CONFIG_FILE = "config.json"
+FLAGS_FILE = "flags.txt"
+CHECKPOINT_DIR = "checkpoints"
+
+# Fields that may differ between the runs of one workdir: they do not change what a step computes.
+_RESUMABLE_CHANGES = frozenset(
+    {
+        "train_steps", "checkpoint_every", "keep_checkpoints", "log_every", "image_summary_every",
+        "eval_resolution", "eval_batch_size", "eval_max_images", "data_dir", "manual_dir",
+    }
+)  # fmt: skip
+
+# Test hook: at this step, the checkpoint write pauses after its files are written and before the
+# state file names it (so a test can SIGKILL the process mid-save), after writing a marker file.
+_PAUSE_IN_SAVE_ENV = "UADA_TEST_PAUSE_IN_SAVE_AT_STEP"
+_PAUSE_MARKER = "paused_in_save"
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A workdir's checkpoint state cannot be read or names missing or unreadable files."""
+
+
+# ------------------------------------------------------------------------------------------------
+# The run's files
+
+
+def write_config(config, workdir):
+    """Writes `flags.txt` and `config.json`; refuses a workdir of a differently configured run.
+
+    Raises:
+        ValueError: `workdir` holds a run whose config differs in a field outside
+            `_RESUMABLE_CHANGES`; the message names the fields and both values.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    config_path = os.path.join(workdir, CONFIG_FILE)
+    if os.path.exists(config_path):
+        previous = load_config(workdir)
+        changed = [
+            f"{name}: {getattr(previous, name)!r} -> {getattr(config, name)!r}"
+            for name in config_lib.Config.__dataclass_fields__
+            if getattr(previous, name) != getattr(config, name) and name not in _RESUMABLE_CHANGES
+        ]
+        if changed:
+            raise ValueError(
+                f"The workdir {workdir} holds a run with another configuration ({config_path}); "
+                f"use a new --workdir, or the run's own flags (--flagfile={workdir}/{FLAGS_FILE}). "
+                f"Differences: {'; '.join(changed)}"
+            )
+    _atomic_write(config_path, config.to_json())
+    _atomic_write(os.path.join(workdir, FLAGS_FILE), config.to_flags_text())
+
+
+def load_config(workdir):
+    """Reads the `Config` of the run in `workdir`; errors name the file."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path} not found: --workdir must be the directory of a `python -m uada.train` run. "
+            f"Received: workdir={workdir!r}"
+        )
+    try:
+        with open(path) as f:
+            return config_lib.Config.from_json(f.read())
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"Cannot read the run's config {path}: {error}") from error
+
+
+def _atomic_write(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Model
+
+
+def build_model(config, steps_per_epoch=schedules.STEPS_PER_EPOCH):
+    """Builds the `UADAModel` of `config` (not compiled).
+
+    Args:
+        config: the run's `Config`.
+        steps_per_epoch: G steps per epoch (ramp and learning-rate schedule).
+    """
+    return build_uada_model(
+        mode=config.mode,
+        backbone=config.backbone,
+        norm=config.norm,
+        output_stride=config.output_stride,
+        weights=None if config.weights == "none" else config.weights,
+        image_size=tuple(config.image_size),
+        lambda_conf=config.lambda_conf,
+        steps_per_epoch=steps_per_epoch,
+        ramp_epochs=config.ramp_epochs,
+        seed=config.seed,
+    )
+
+
+def _optimizer(config, steps_per_epoch, name):
+    schedule = schedules.learning_rate_schedule(
+        config.learning_rate,
+        steps_per_epoch=steps_per_epoch,
+        decay_epochs=config.lr_decay_epochs,
+        factor=config.lr_decay_factor,
+    )
+    return keras.optimizers.SGD(schedule, momentum=config.momentum, name=name)
+
+
+def compile_model(model, config, steps_per_epoch):
+    """Compiles `model` with the SGD optimizers of SPEC §4 (one for G, one for D in UADA)."""
+    model.compile(
+        seg_optimizer=_optimizer(config, steps_per_epoch, "seg_sgd"),
+        domain_optimizer=(
+            _optimizer(config, steps_per_epoch, "domain_sgd") if config.mode == "uada" else None
+        ),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def checkpoint_dir(workdir):
+    return os.path.join(workdir, CHECKPOINT_DIR)
+
+
+def latest_checkpoint(workdir):
+    """Returns the prefix of the workdir's latest complete checkpoint, or None if it has none.
+
+    Raises:
+        CorruptCheckpointError: the state file `WORKDIR/checkpoints/checkpoint` cannot be parsed,
+            or names a checkpoint whose index or data files are missing.
+    """
+    directory = checkpoint_dir(workdir)
+    state_file = os.path.join(directory, "checkpoint")
+    if not tf.io.gfile.exists(state_file):
+        orphans = tf.io.gfile.glob(os.path.join(directory, "ckpt-*"))
+        if orphans:
+            logging.warning(
+                "%s has checkpoint files but no state file: the run was interrupted during its "
+                "first checkpoint write. Starting from step 0.",
+                directory,
+            )
+        return None
+    advice = (
+        f"The workdir's checkpoints are corrupt; fix or delete {directory} to start the run "
+        "again from scratch, or use another --workdir."
+    )
+    try:
+        with tf.io.gfile.GFile(state_file) as f:
+            state = text_format.Parse(f.read(), checkpoint_state_pb2.CheckpointState())
+    except (text_format.ParseError, UnicodeDecodeError) as error:
+        raise CorruptCheckpointError(
+            f"Cannot parse the checkpoint state file {state_file}: {error}. {advice}"
+        ) from error
+    if not state.model_checkpoint_path:
+        raise CorruptCheckpointError(
+            f"The checkpoint state file {state_file} names no checkpoint. {advice}"
+        )
+    prefix = state.model_checkpoint_path
+    if not os.path.isabs(prefix):
+        prefix = os.path.join(directory, prefix)
+    check_checkpoint_files(prefix, advice)
+    return prefix
+
+
+def check_checkpoint_files(prefix, advice=""):
+    """Raises `CorruptCheckpointError` unless `prefix`'s index and every data shard exist."""
+    index = prefix + ".index"
+    if not tf.io.gfile.exists(index):
+        raise CorruptCheckpointError(f"Checkpoint index {index} is missing. {advice}".strip())
+    shards = tf.io.gfile.glob(prefix + ".data-*-of-*")
+    if not shards:
+        raise CorruptCheckpointError(f"Checkpoint data {prefix}.data-* is missing. {advice}")
+    total = int(shards[0].rsplit("-of-", 1)[1])
+    for shard in range(total):
+        path = f"{prefix}.data-{shard:05d}-of-{total:05d}"
+        if not tf.io.gfile.exists(path):
+            raise CorruptCheckpointError(f"Checkpoint data file {path} is missing. {advice}")
+
+
+def restore(checkpoint, prefix, *, partial=False):
+    """Restores `checkpoint` (a `tf.train.Checkpoint`) from `prefix`; errors name the files.
+
+    Args:
+        checkpoint: the objects to restore.
+        prefix: a checkpoint prefix (`.../ckpt-100`).
+        partial: allow the checkpoint to hold objects that `checkpoint` lacks (e.g. restoring
+            the model alone from a training checkpoint).
+    """
+    check_checkpoint_files(prefix)
+    try:
+        status = checkpoint.restore(prefix)
+        if partial:
+            status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as error:
+        raise CorruptCheckpointError(
+            f"Cannot restore the checkpoint {prefix} (its files are unreadable or it belongs to a "
+            f"run with another configuration): {error}"
+        ) from error
+
+
+def restore_model(model, workdir, checkpoint=None):
+    """Restores `model`'s variables from `checkpoint` or the workdir's latest; returns the prefix.
+
+    Raises:
+        FileNotFoundError: the workdir has no checkpoint.
+        CorruptCheckpointError: the checkpoint cannot be read.
+    """
+    prefix = checkpoint or latest_checkpoint(workdir)
+    if prefix is None:
+        raise FileNotFoundError(
+            f"No checkpoint in {checkpoint_dir(workdir)}: train first, or pass --checkpoint. "
+            f"Received: workdir={workdir!r}"
+        )
+    restore(tf.train.Checkpoint(model=model), prefix, partial=True)
+    return prefix
+
+
+def _pause_in_save_hook(workdir, step):
+    """The test hook of `_PAUSE_IN_SAVE_ENV` (see there), as a checkpoint write callback."""
+    pause_step = os.environ.get(_PAUSE_IN_SAVE_ENV)
+    if pause_step is None or int(pause_step) != step:
+        return []
+
+    def pause(save_path):
+        with open(os.path.join(workdir, _PAUSE_MARKER), "w") as f:
+            f.write(save_path)
+        time.sleep(3600)
+
+    return [pause]
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+
+
+def train_and_evaluate(config, workdir):
+    """Trains (or resumes) the run `config` in `workdir`, then evaluates it.
+
+    Args:
+        config: a `uada.config.Config`.
+        workdir: the run's directory (created if needed).
+
+    Returns:
+        The evaluation results `{domain: {"miou", "miou_19", "per_class", "num_images"}}`.
+    """
+    from uada import evaluate as evaluate_lib  # evaluation sits downstream of training
+
+    write_config(config, workdir)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+    domains_lib.ensure_demo(config)
+
+    source = domains_lib.get_domain(config.source, config)
+    target = domains_lib.get_domain(config.target, config)
+    steps_per_epoch = config.steps_per_epoch or _steps_per_epoch(config, source, target)
+    total_steps = config.train_steps or max(1, int(round(config.epochs * steps_per_epoch)))
+    logging.info("Training %d G steps (%d per epoch).", total_steps, steps_per_epoch)
+
+    model = build_model(config, steps_per_epoch)
+    compile_model(model, config, steps_per_epoch)
+    dataset = pipeline.train_dataset(
+        domains_lib.load(source, source.train_split, config, for_training=True),
+        (
+            None
+            if config.mode == "source_only"
+            else domains_lib.load(target, target.train_split, config, for_training=True)
+        ),
+        batch_size=config.batch_size,
+        seed=config.seed,
+        augment=config.augment,
+        image_size=tuple(config.image_size),
+        shuffle_buffer=config.shuffle_buffer,
+    )
+    iterator = iter(dataset)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    trackables = {"model": model, "seg_optimizer": model.seg_optimizer, "step": step}
+    if model.domain_optimizer is not None:
+        trackables["domain_optimizer"] = model.domain_optimizer
+    trackables["data_iterator"] = iterator
+    checkpoint = tf.train.Checkpoint(**trackables)
+    prefix = latest_checkpoint(workdir)  # validates the state before the manager reads it
+    manager = tf.train.CheckpointManager(
+        checkpoint, checkpoint_dir(workdir), max_to_keep=config.keep_checkpoints
+    )
+    if prefix is not None:
+        restore(checkpoint, prefix)
+        logging.info("Resumed from %s at step %d.", prefix, int(step.numpy()))
+
+    _train_loop(model, config, workdir, iterator, step, total_steps, manager)
+    return evaluate_lib.evaluate(config, workdir, model=model, print_table=True)
+
+
+def _steps_per_epoch(config, source, target):
+    """G steps per epoch: one pass over the smallest training dataset (SPEC §4)."""
+    sizes = [domains_lib.num_examples(source, source.train_split, config)]
+    sizes.append(domains_lib.num_examples(target, target.train_split, config))
+    return max(1, min(sizes) // config.batch_size)
+
+
+def _train_loop(model, config, workdir, iterator, step, total_steps, manager):
+    model.make_train_function()
+    guard = TrainingGuard()
+    guard.set_model(model)
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "train"))
+    image_batches = _image_summary_batches(config) if config.image_summary_every else {}
+    progbar = keras.utils.Progbar(total_steps, stateful_metrics=_LOG_NAMES, unit_name="step")
+    current = int(step.numpy())
+    if current >= total_steps:
+        logging.info("The run already finished (step %d of %d).", current, total_steps)
+    model.reset_metrics()
+    while current < total_steps:
+        logs = model.train_function(iterator)
+        current = int(step.assign_add(1).numpy())
+        guard.on_train_batch_end(current, logs)
+        values = {name: float(value) for name, value in logs.items()}
+        progbar.update(current, [(name, values[name]) for name in _LOG_NAMES if name in values])
+        if current % config.log_every == 0 or current == total_steps:
+            with writer.as_default(step=current):
+                for name, value in values.items():
+                    _summary_scalar(name, value)
+            model.reset_metrics()
+        if image_batches and (current % config.image_summary_every == 0 or current == 1):
+            _write_prediction_images(model, image_batches, writer, current)
+        if current % config.checkpoint_every == 0 or current == total_steps:
+            callbacks = _pause_in_save_hook(workdir, current)
+            manager.save(
+                checkpoint_number=current,
+                options=tf.train.CheckpointOptions(experimental_write_callbacks=callbacks or None),
+            )
+    writer.flush()
+
+
+_LOG_NAMES = ("loss", "seg_loss", "domain_loss", "confusion_loss", "domain_accuracy", "lr",
+              "sigma", "skipped_steps")  # fmt: skip
+
+
+def _image_summary_batches(config):
+    """A few fixed validation images of the source and the target, for prediction images."""
+    batches = {}
+    for role, name in (("source", config.source), ("target", config.target)):
+        domain = domains_lib.get_domain(name, config)
+        dataset = domains_lib.load(domain, domain.eval_split, config).take(2)
+        dataset = pipeline.eval_dataset(dataset, batch_size=2, image_size=tuple(config.image_size))
+        for images, labels in dataset.take(1):
+            batches[role] = (images, labels.numpy())
+    return batches
+
+
+def _write_prediction_images(model, image_batches, writer, step):
+    """TensorBoard images: each row is image | ground truth | prediction (inference mode)."""
+    with writer.as_default(step=step):
+        for role, (images, labels) in image_batches.items():
+            predictions = np.argmax(model.segmenter(images, training=False).numpy(), axis=-1)
+            rows = np.concatenate(
+                [
+                    images.numpy().astype(np.uint8),
+                    labels_lib.colorize(labels),
+                    labels_lib.colorize(predictions),
+                ],
+                axis=2,
+            )
+            _summary_images(f"{role}/image_label_prediction", rows)
+
+
+# TensorBoard's summary formats, written with TensorFlow's own `tf.summary.write` so that logging
+# works without the `tensorboard` package (`tf.summary.scalar`/`image` need it installed).
+def _summary_scalar(name, value):
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    tf.summary.write(name, tf.constant(value, tf.float32), metadata=metadata)
+
+
+def _summary_images(name, images):
+    """Writes uint8 images `[N, H, W, 3]` as TensorBoard's image summary (width, height, PNGs)."""
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "images"
+    height, width = images.shape[1:3]
+    pngs = [tf.io.encode_png(image) for image in images]
+    tensor = tf.stack([tf.as_string(width), tf.as_string(height), *pngs])
+    tf.summary.write(name, tensor, metadata=metadata)
+
+
+def write_json(path, results):
+    """Writes `results` as indented JSON (NaN-free: absent values are `null`)."""
+    _atomic_write(path, json.dumps(results, indent=2))
