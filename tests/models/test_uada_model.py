@@ -1,0 +1,297 @@
+"""Tests of `UADAModel`'s training step on tiny configurations (resnet_tiny, 64x128 inputs)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from uada.models import NonFiniteLossError, UADAModel, build_uada_model, losses
+
+SIZE = (64, 128)
+
+
+def _batch(seed=0, num_source=2, num_target=2, mode="uada"):
+    rng = np.random.default_rng(seed)
+    source = rng.uniform(0, 255, (num_source, *SIZE, 3)).astype("float32")
+    target = rng.uniform(0, 255, (num_target, *SIZE, 3)).astype("float32")
+    labels = rng.integers(0, 19, (num_source, *SIZE)).astype("int32")
+    labels[:, :8] = 255
+    if mode == "source_only":
+        return source, labels
+    return (source, labels), target
+
+
+def _model(mode="uada", norm="dan", **kwargs):
+    kwargs = {"steps_per_epoch": 1, "ramp_epochs": 0, **kwargs}
+    return build_uada_model(mode, "resnet_tiny", norm, image_size=SIZE, **kwargs)
+
+
+def _fit(model, batch, steps=1, **kwargs):
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    return model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, **kwargs)
+
+
+def _values(variables):
+    return [keras.ops.convert_to_numpy(v).copy() for v in variables]
+
+
+def _assert_all_equal(before, after, variables):
+    for b, a, v in zip(before, after, variables, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=v.path)
+
+
+def _assert_all_changed(before, after, variables):
+    for b, a, v in zip(before, after, variables, strict=True):
+        assert not np.array_equal(a, b), f"{v.path} did not change"
+
+
+def _sgd(learning_rate):
+    return keras.optimizers.SGD(learning_rate, momentum=0.9)
+
+
+@pytest.mark.parametrize("frozen", ["generator", "domain"])
+def test_each_update_changes_only_its_own_variables(frozen):
+    # With one optimizer's learning rate at 0, whatever moves was moved by the other update.
+    model = _model()
+    model.compile(
+        seg_optimizer=_sgd(0.0 if frozen == "generator" else 0.01),
+        domain_optimizer=_sgd(0.0 if frozen == "domain" else 0.01),
+    )
+    d_vars = model.domain_classifier.trainable_variables
+    g_vars = model.representation.trainable_variables + model.segmentation_head.trainable_variables
+    d_before, g_before = _values(d_vars), _values(g_vars)
+    _fit(model, _batch())
+    if frozen == "generator":  # the D step alone ran
+        _assert_all_equal(g_before, _values(g_vars), g_vars)
+        _assert_all_changed(d_before, _values(d_vars), d_vars)
+    else:
+        _assert_all_equal(d_before, _values(d_vars), d_vars)
+        _assert_all_changed(g_before, _values(g_vars), g_vars)
+    assert {id(v) for v in model.domain_optimizer.variables} & {id(v) for v in g_vars} == set()
+
+
+def test_uada_every_trainable_variable_gets_a_finite_nonzero_gradient():
+    model = _model()
+    model.compile()
+    before = _values(model.variables)
+    domain_grads, generator_grads = model.compute_step_gradients(_batch())
+    assert len(domain_grads) == len(model.domain_classifier.trainable_variables) == 8
+    assert len(generator_grads) == len(
+        model.representation.trainable_variables + model.segmentation_head.trainable_variables
+    )
+    for path, grad in {**domain_grads, **generator_grads}.items():
+        grad = keras.ops.convert_to_numpy(grad)
+        assert np.all(np.isfinite(grad)), path
+        assert np.any(grad != 0), path
+    _assert_all_equal(before, _values(model.variables), model.variables)  # nothing applied
+
+
+def test_source_only_has_no_domain_classifier_and_never_sees_target_images():
+    batch = _batch(mode="source_only")
+    moving = []
+    for data in (batch, (batch, np.full((2, *SIZE, 3), np.nan, "float32"))):
+        keras.utils.set_random_seed(0)
+        model = _model("source_only")
+        model.compile()
+        assert model.domain_classifier is None and model.domain_optimizer is None
+        history = _fit(model, data)
+        assert history.history["skipped_steps"] == [0.0]
+        assert set(history.history) == {"loss", "seg_loss", "lr", "skipped_steps"}
+        moving.append(_values(model.representation.non_trainable_variables))
+    _assert_all_equal(moving[0], moving[1], model.representation.non_trainable_variables)
+
+
+def test_invalid_labels_raise_before_any_update():
+    model = _model()
+    model.compile()
+    (source, labels), target = _batch()
+    labels[1, 5, 7] = 19
+    before = _values(model.trainable_variables)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="source_labels"):
+        _fit(model, ((source, labels), target))
+    _assert_all_equal(before, _values(model.trainable_variables), model.trainable_variables)
+
+
+def test_invalid_labels_stop_training_where_assertions_are_compiled_away(monkeypatch):
+    # Under XLA `tf.debugging.Assert` is a no-op: the count alone must skip the step and stop.
+    count_only = losses.invalid_label_count
+    monkeypatch.setattr(
+        losses, "assert_valid_labels", lambda labels, name, **kw: count_only(labels)
+    )
+    model = _model()
+    model.compile()
+    (source, labels), target = _batch()
+    labels[0, 0, 0] = 200
+    before = _values(model.variables)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="source_labels"):
+        _fit(model, ((source, labels), target))
+    after = _values(model.variables)
+    changed = [
+        v.path
+        for v, b, a in zip(model.variables, before, after, strict=True)
+        if not np.array_equal(b, a)
+    ]
+    assert sorted(changed) == ["consecutive_skips", "invalid_label_steps", "skipped_steps"]
+    assert int(model.skipped_steps.numpy()) == 1
+
+
+@pytest.mark.parametrize("norm, unchanged", [("dan", True), ("batch", False)])
+def test_dan_moving_statistics_never_see_the_target_images(norm, unchanged):
+    model = _model(norm=norm)
+    model.compile()
+    initial = model.get_weights()
+    stateful = model.representation.non_trainable_variables
+    stateful += model.segmentation_head.non_trainable_variables
+    moving = []
+    for target_seed in (1, 2):
+        model.set_weights(initial)
+        (source, labels), _ = _batch(0)
+        _, target = _batch(target_seed)
+        _fit(model, ((source, labels), target))
+        moving.append(_values(stateful))
+    if unchanged:
+        _assert_all_equal(moving[0], moving[1], stateful)
+    else:  # the test can fail: plain batch norm's statistics do see the target images
+        assert not all(np.array_equal(a, b) for a, b in zip(*moving, strict=True))
+
+
+def test_uada_with_lambda_zero_updates_like_multi_domain():
+    keras.utils.set_random_seed(3)
+    uada = _model("uada", lambda_conf=0.0)
+    multi = _model("multi_domain")
+    multi.representation.set_weights(uada.representation.get_weights())
+    multi.segmentation_head.set_weights(uada.segmentation_head.get_weights())
+    for model in (uada, multi):
+        model.compile()
+        _fit(model, _batch(), steps=2)
+    for part in ("representation", "segmentation_head"):
+        for a, b in zip(getattr(uada, part).weights, getattr(multi, part).weights, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_confusion_loss_reaches_r_only_after_the_ramp():
+    grads = {}
+    for ramp_epochs in (0, 1):
+        keras.utils.set_random_seed(0)
+        model = _model(lambda_conf=1.0, ramp_epochs=ramp_epochs, steps_per_epoch=5)
+        model.compile()
+        grads[ramp_epochs] = model.compute_step_gradients(_batch())[1]
+    path = "extension_conv/kernel"
+    assert not np.allclose(grads[0][path], grads[1][path])
+
+
+def test_fit_lowers_the_segmentation_loss():
+    # Learnable synthetic data: the class is whether the red channel is bright.
+    rng = np.random.default_rng(0)
+    blocks = rng.uniform(0, 255, (4, 8, 16, 3)).astype("float32")
+    images = np.repeat(np.repeat(blocks, 8, axis=1), 8, axis=2)
+    labels = (images[..., 0] > 127).astype("int32")
+    model = _model(gradient_clip=None, lambda_conf=0.01)
+    model.compile(learning_rate=0.02)
+    history = model.fit(
+        tf.data.Dataset.from_tensors(((images[:2], labels[:2]), images[2:])).repeat(),
+        steps_per_epoch=4,
+        epochs=3,
+        verbose=0,
+        shuffle=False,
+    ).history
+    assert history["seg_loss"][2] < history["seg_loss"][0] - 0.1
+    assert history["skipped_steps"] == [0.0, 0.0, 0.0]
+    assert {"domain_loss", "confusion_loss", "domain_accuracy", "lr", "sigma"} <= set(history)
+
+
+def test_a_nan_step_is_skipped_and_counted_then_training_stops():
+    model = _model(max_consecutive_skips=3)
+    model.compile()
+    (source, labels), target = _batch()
+    source[0, 10, 10, 0] = np.nan
+    before = _values(model.variables)
+    history = _fit(model, ((source, labels), target), steps=2)
+    assert history.history["skipped_steps"] == [2.0]
+    after = _values(model.variables)
+    changed = [
+        v.path
+        for v, b, a in zip(model.variables, before, after, strict=True)
+        if not np.array_equal(b, a)
+    ]
+    assert sorted(changed) == ["consecutive_skips", "skipped_steps"]  # moving stats restored
+    assert int(model.seg_optimizer.iterations.numpy()) == 0
+    with pytest.raises(NonFiniteLossError, match="max_consecutive_skips=3"):
+        _fit(model, ((source, labels), target), steps=5)
+    # A finite step resets the consecutive count.
+    history = _fit(model, _batch(), steps=1)
+    assert int(model._consecutive_skips.numpy()) == 0
+
+
+def test_one_step_under_mirrored_strategy_matches_a_single_device_step():
+    # Two replicas, each [2 source ; 2 target], synchronized DAN == one device on
+    # [4 source ; 4 target]: statistics over all source samples, seg loss over all valid pixels.
+    (source, labels), target = _batch(0, num_source=4, num_target=4)
+    labels[1, :40] = 255  # unequal valid-pixel counts per replica
+    options = {"noise_sigma": 0.0, "lambda_conf": 0.5}
+    reference = _model(**options)
+    reference.compile()
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        distributed = _model(**options)
+        distributed.compile()
+    assert distributed.representation.get_layer("extension_norm").synchronized
+    distributed.set_weights(reference.get_weights())
+    data = tf.data.Dataset.from_tensors(((source, labels), target))
+    logs = [m.fit(data, epochs=1, verbose=0).history for m in (reference, distributed)]
+    for key in ("seg_loss", "domain_loss", "confusion_loss", "loss"):
+        np.testing.assert_allclose(logs[1][key], logs[0][key], rtol=1e-5, err_msg=key)
+    for a, b in zip(reference.variables, distributed.variables, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-6, err_msg=a.path)
+    assert int(distributed.seg_optimizer.iterations.numpy()) == 1
+
+
+def test_segmenter_takes_images_only_and_round_trips_through_keras_file(tmp_path):
+    model = _model()
+    images = _batch(5)[1]
+    assert len(model.segmenter.inputs) == 1
+    logits = keras.ops.convert_to_numpy(model.segmenter(images))
+    assert logits.shape == (2, *SIZE, 19)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(images)), logits)
+    path = tmp_path / "segmenter.keras"
+    model.segmenter.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(images)), logits, atol=1e-5)
+    np.testing.assert_array_equal(model.predict_labels(images), logits.argmax(-1))
+
+
+def test_get_config_round_trip():
+    model = _model("multi_domain", lambda_conf=0.003, gradient_clip=2.0)
+    clone = UADAModel.from_config(model.get_config())
+    assert clone.get_config()["gradient_clip"] == 2.0
+    assert clone.mode == "multi_domain" and clone.domain_classifier is None
+    assert clone.count_params() == model.count_params()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mode": "adversarial"}, "mode='adversarial'"),
+        ({"gradient_clip": -1.0}, "gradient_clip=-1.0"),
+        ({"max_consecutive_skips": 0}, "max_consecutive_skips=0"),
+        ({"lambda_conf": -0.1}, "lambda_conf=-0.1"),
+    ],
+)
+def test_invalid_model_arguments_are_named(kwargs, match, tiny_parts):
+    with pytest.raises(ValueError, match=match):
+        UADAModel(*tiny_parts, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny_parts():
+    model = _model()
+    return model.representation, model.segmentation_head, model.domain_classifier
+
+
+def test_a_dynamic_source_batch_size_is_a_clear_error():
+    model = _model()
+    model.compile()
+    (source, labels), target = _batch()
+    dataset = tf.data.Dataset.from_tensor_slices(((source, labels), target)).batch(2)
+    with pytest.raises(ValueError, match="drop_remainder=True"):
+        model.fit(dataset, epochs=1, verbose=0)

@@ -1,0 +1,608 @@
+"""`UADAModel`: the segmentation network with its UADA training step, and `build_uada_model`."""
+
+import keras
+import tensorflow as tf
+
+from uada.layers import domain_split
+from uada.models import losses, schedules
+from uada.models.backbones import build_backbone
+from uada.models.heads import (
+    build_domain_classifier,
+    build_representation,
+    build_segmentation_head,
+)
+
+MODES = ("source_only", "multi_domain", "uada")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped after too many consecutive steps with a non-finite loss or gradient."""
+
+
+@keras.saving.register_keras_serializable(package="uada")
+class UADAModel(keras.Model):
+    """Semantic segmentation network R + S, trained with UADA against a domain classifier D.
+
+    `Z = R(x)` (backbone + extension), `logits = S(Z)`, `D(Z)` a per-position domain logit. A
+    training batch is `[x_s ; x_t]`: `num_source` labelled source images then the unlabelled target
+    images; R is called inside `uada.layers.domain_split(num_source)` so that every normalization
+    knows the split (DAN takes its statistics from the source part). One forward pass of R serves
+    both updates of a step (Eq. 2 of the paper, SPEC §4):
+
+        D step: min over theta_d of L_dom(D(sg(Z) + sigma * n1))
+        G step: min over theta_r, theta_s of
+                L_seg(S(Z_s), y_s) + L_reg + lambda * ramp * L_conf(D'(Z + sigma * n2))
+
+    where `sg` is stop_gradient, `D'` is D after the D step's update, `n1, n2 ~ N(0, 1)` fresh
+    each update and `sigma = 0.1 * (1 - min(step / 20000, 1))` with `step` counting D and G steps.
+    The original code ran R forward once per update (the D step and the G step each on its own
+    forward pass, with the moving statistics updated by both); here the D step trains on the
+    G step's `Z`, which saves a third of a step's compute, and the moving statistics are updated
+    once per step. S is applied to the source part of `Z` only: its DAN takes its statistics from
+    the source, so the source logits are the same as for the mixed batch.
+
+    Modes:
+        `"source_only"`: G step on source images only, no D, no target images (targets present in
+            the data are ignored).
+        `"multi_domain"`: the batch holds source and target images but there is no D and no
+            confusion loss: only the normalization layers see the target images (Table 1).
+        `"uada"`: both steps, 1:1, D first.
+
+    Gradients are clipped element-wise to [-gradient_clip, gradient_clip] (SPEC: 5 in adversarial
+    training; `multi_domain` clips too, so that it is exactly `uada` with lambda 0 and without D).
+    Under `tf.distribute` the gradients are summed over the replicas before clipping, losses that
+    are means are divided by the number of replicas, and L_seg is divided by the global number of
+    valid source pixels, so that a step equals the single-device step on the whole global batch.
+
+    A step whose losses or (clipped) gradients are not finite, or whose labels are invalid, is
+    skipped: no variable changes (moving statistics included) and `skipped_steps` counts it;
+    after `max_consecutive_skips` consecutive skips `fit` stops with `NonFiniteLossError`.
+    Labels other than `0..num_classes-1` and 255 raise `tf.errors.InvalidArgumentError` before the
+    loss is computed (under XLA, where assertions are compiled away, the step is skipped and `fit`
+    raises the same error after it).
+
+    Build it with `uada.models.build_uada_model`; train with `compile()` then `fit()` on a
+    `tf.data.Dataset` of `((source_images, source_labels), target_images)` batches
+    (`(source_images, source_labels)` in `"source_only"` mode). Images are float32 RGB in
+    [0, 255], `[B, H, W, 3]`; labels int `[B, H, W]` with 255 = ignore; the source batch size must
+    be static (batch with `drop_remainder=True`). Under `tf.distribute` each replica receives its
+    own source-first batch.
+
+    Args:
+        representation: R, a `keras.Model` images -> Z.
+        segmentation_head: S, a `keras.Model` Z -> logits at the image size.
+        domain_classifier: D, a `keras.Model` Z -> `[N, h, w, 1]` logits; required in `"uada"`
+            mode and `None` otherwise.
+        mode: one of `MODES`. Defaults to `"uada"`.
+        num_classes: number of classes. Defaults to 19.
+        lambda_conf: weight of the confusion loss. Defaults to 0.01.
+        steps_per_epoch: G steps per epoch, for the ramp. Defaults to 1487.
+        ramp_epochs: epochs during which the confusion loss has weight 0. Defaults to 1.
+        noise_sigma: initial instance-noise standard deviation. Defaults to 0.1.
+        noise_decay_steps: steps (D + G) until the noise is 0. Defaults to 20000.
+        l2_regularization: coefficient `l2` of `l2 * sum(w^2)` over the conv kernels of R and S.
+            Defaults to 8.5e-5 (= 0.00017 / 2).
+        gradient_clip: element-wise gradient bound, `None` for no clipping, or `"auto"`: 5 in
+            `"uada"` and `"multi_domain"`, none in `"source_only"`.
+        max_consecutive_skips: consecutive skipped steps after which `fit` raises. Defaults to 10.
+        seed: seed of the instance noise. Defaults to 0.
+        **kwargs: base `keras.Model` arguments (`name`).
+
+    Attributes:
+        representation, segmentation_head, domain_classifier: R, S and D (D is `None` unless
+            `"uada"`).
+        segmenter: the inference model, images `[N, H, W, 3]` in [0, 255] -> logits
+            `[N, H, W, num_classes]`; no domain input. Saveable with `.keras`.
+        seg_optimizer, domain_optimizer: set by `compile()` (`seg_optimizer` is also
+            `optimizer`).
+
+    Metrics (`fit` logs): `loss` (the G objective), `seg_loss`, `lr`, `skipped_steps`, and in
+    `"uada"` mode `domain_loss`, `confusion_loss` (unweighted), `domain_accuracy` and `sigma`.
+
+    Reference:
+        Romijnders, Meletis, Dubbelman. *A Domain Agnostic Normalization Layer for Unsupervised
+        Adversarial Domain Adaptation.* WACV 2019, Eq. 2.
+    """
+
+    def __init__(self, representation, segmentation_head, domain_classifier=None, *, mode="uada",
+                 num_classes=19, lambda_conf=0.01, steps_per_epoch=schedules.STEPS_PER_EPOCH,
+                 ramp_epochs=1, noise_sigma=0.1, noise_decay_steps=20000,
+                 l2_regularization=8.5e-5, gradient_clip="auto", max_consecutive_skips=10,
+                 seed=0, **kwargs):  # fmt: skip
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
+        if (domain_classifier is None) == (mode == "uada"):
+            raise ValueError(
+                f"`domain_classifier` is required in 'uada' mode and must be None otherwise. "
+                f"Received: mode={mode!r}, domain_classifier={domain_classifier!r}"
+            )
+        if gradient_clip == "auto":
+            gradient_clip = None if mode == "source_only" else 5.0
+        if gradient_clip is not None and not gradient_clip > 0:
+            raise ValueError(
+                f"`gradient_clip` must be positive, None or 'auto'. "
+                f"Received: gradient_clip={gradient_clip!r}"
+            )
+        if not (isinstance(max_consecutive_skips, int) and max_consecutive_skips >= 1):
+            raise ValueError(
+                f"`max_consecutive_skips` must be a positive integer. "
+                f"Received: max_consecutive_skips={max_consecutive_skips!r}"
+            )
+        if lambda_conf < 0:
+            raise ValueError(f"`lambda_conf` must be >= 0. Received: lambda_conf={lambda_conf!r}")
+        self.representation = representation
+        self.segmentation_head = segmentation_head
+        self.domain_classifier = domain_classifier
+        self.mode = mode
+        self.num_classes = int(num_classes)
+        self.lambda_conf = float(lambda_conf)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.ramp_epochs = ramp_epochs
+        self.noise_sigma = float(noise_sigma)
+        self.noise_decay_steps = int(noise_decay_steps)
+        self.l2_regularization = float(l2_regularization)
+        self.gradient_clip = None if gradient_clip is None else float(gradient_clip)
+        self.max_consecutive_skips = max_consecutive_skips
+        self.seed = int(seed)
+
+        height, width = segmentation_head.output_shape[1:3]
+        images = keras.Input(shape=(height, width, 3), name="images")
+        self.segmenter = keras.Model(
+            images, segmentation_head(representation(images)), name="segmenter"
+        )
+        self.image_size = (height, width)
+        self._conv_kernels = _conv_kernels(representation) + _conv_kernels(segmentation_head)
+        # Moving statistics of R and S; restored when a step is skipped.
+        self._state_variables = (
+            representation.non_trainable_variables + segmentation_head.non_trainable_variables
+        )
+        self.skipped_steps = keras.Variable(0, dtype="int64", trainable=False, name="skipped_steps")
+        self._consecutive_skips = keras.Variable(
+            0, dtype="int64", trainable=False, name="consecutive_skips"
+        )
+        self._invalid_label_steps = keras.Variable(
+            0, dtype="int64", trainable=False, name="invalid_label_steps"
+        )
+        self.seg_loss_tracker = keras.metrics.Mean(name="seg_loss")
+        if mode == "uada":
+            self.domain_loss_tracker = keras.metrics.Mean(name="domain_loss")
+            self.confusion_loss_tracker = keras.metrics.Mean(name="confusion_loss")
+            self.domain_accuracy_tracker = keras.metrics.Mean(name="domain_accuracy")
+        self.seg_optimizer = None
+        self.domain_optimizer = None
+        self.built = True
+
+    # ----------------------------------------------------------------------------------------
+    # Inference
+
+    def call(self, inputs, training=False):
+        return self.segmenter(inputs, training=training)
+
+    def predict_labels(self, images, batch_size=None):
+        """Returns the label map `[N, H, W]` (int32 train ids) of images `[N, H, W, 3]`."""
+        from uada.models.inference import predict_labels
+
+        return predict_labels(self.segmenter, images, batch_size=batch_size)
+
+    # ----------------------------------------------------------------------------------------
+    # Training
+
+    def compile(self, seg_optimizer=None, domain_optimizer=None, *, learning_rate=0.01,
+                decay_epochs=(9, 16), steps_per_execution=1, jit_compile="auto",
+                run_eagerly=False):  # fmt: skip
+        """Configures training; builds both optimizers on their variables.
+
+        Args:
+            seg_optimizer: optimizer of the G step (R and S). Defaults to SGD, momentum 0.9,
+                `learning_rate` halved after each of `decay_epochs`.
+            domain_optimizer: optimizer of the D step (`"uada"` mode only); the same default.
+            learning_rate: initial learning rate of the default optimizers. Defaults to 0.01.
+            decay_epochs: epochs after which the default optimizers' rate is halved.
+                Defaults to (9, 16) (the paper's text).
+            steps_per_execution, jit_compile, run_eagerly: as in `keras.Model.compile`.
+        """
+        with self.distribute_strategy.scope():
+            if seg_optimizer is None:
+                seg_optimizer = self._default_optimizer(learning_rate, decay_epochs, "seg_sgd")
+            if self.mode == "uada" and domain_optimizer is None:
+                domain_optimizer = self._default_optimizer(
+                    learning_rate, decay_epochs, "domain_sgd"
+                )
+        if self.mode != "uada" and domain_optimizer is not None:
+            raise ValueError(
+                f"`domain_optimizer` is only used in 'uada' mode. Received: mode={self.mode!r}, "
+                f"domain_optimizer={domain_optimizer!r}"
+            )
+        if seg_optimizer is domain_optimizer:
+            raise ValueError(
+                "`seg_optimizer` and `domain_optimizer` must be two optimizer instances "
+                "(each keeps its own momentum and step count)."
+            )
+        super().compile(
+            optimizer=seg_optimizer,
+            steps_per_execution=steps_per_execution,
+            jit_compile=jit_compile,
+            run_eagerly=run_eagerly,
+            auto_scale_loss=False,
+        )
+        self.seg_optimizer = self.optimizer
+        self.domain_optimizer = domain_optimizer
+        # `fit` builds only `self.optimizer`, and on every trainable variable: build both here.
+        with self.distribute_strategy.scope():
+            self.seg_optimizer.build(self._generator_variables)
+            if self.domain_optimizer is not None:
+                self.domain_optimizer.build(self.domain_classifier.trainable_variables)
+
+    def _default_optimizer(self, learning_rate, decay_epochs, name):
+        schedule = schedules.learning_rate_schedule(
+            learning_rate, steps_per_epoch=self.steps_per_epoch, decay_epochs=decay_epochs
+        )
+        return keras.optimizers.SGD(schedule, momentum=0.9, name=name)
+
+    @property
+    def _generator_variables(self):
+        return self.representation.trainable_variables + self.segmentation_head.trainable_variables
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, with a callback that raises when labels are invalid or too many
+        consecutive steps were skipped (see the class docstring)."""
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        if not any(isinstance(c, TrainingGuard) for c in callbacks):
+            callbacks.append(TrainingGuard())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def train_step(self, data):
+        logs, _ = self._step(data, apply_updates=True)
+        return logs
+
+    def compute_step_gradients(self, data):
+        """The gradients one training step computes, without applying them (diagnostics).
+
+        Runs the step on `data` (a batch as `fit` receives it) and returns
+        `(domain_gradients, generator_gradients)`, two dicts from variable path to the clipped
+        gradient: D's (empty unless `"uada"`) and R's and S's. No variable changes (the moving
+        statistics are restored). The generator gradients use the current D.
+        """
+        _, gradients = self._step(data, apply_updates=False)
+        domain_grads, generator_grads = gradients
+        return (
+            {v.path: g for v, g in zip(self._domain_variables, domain_grads, strict=True)},
+            {v.path: g for v, g in zip(self._generator_variables, generator_grads, strict=True)},
+        )
+
+    @property
+    def _domain_variables(self):
+        if self.domain_classifier is None:
+            return []
+        return self.domain_classifier.trainable_variables
+
+    def _unpack(self, data):
+        """`((source_images, source_labels), target_images)` or `(source_images, source_labels)`
+        -> `(source_images, source_labels, target_images or None)`."""
+        if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], tuple | list):
+            (source_images, source_labels), target_images = data
+        elif isinstance(data, tuple | list) and len(data) == 2:
+            (source_images, source_labels), target_images = data, None
+        else:
+            raise ValueError(
+                "Each batch must be ((source_images, source_labels), target_images), or "
+                f"(source_images, source_labels) in 'source_only' mode. Received: {data!r}"
+            )
+        if target_images is None and self.mode != "source_only":
+            raise ValueError(
+                f"mode={self.mode!r} needs target images: each batch must be "
+                "((source_images, source_labels), target_images)."
+            )
+        if self.mode == "source_only":
+            target_images = None  # target images never enter a source-only model
+        if source_images.shape[0] is None:
+            raise ValueError(
+                "The source batch size must be static (it sets the source/target split of every "
+                "normalization layer); batch the dataset with `drop_remainder=True`. Received: "
+                f"source_images with shape {source_images.shape}"
+            )
+        return source_images, source_labels, target_images
+
+    def _step(self, data, apply_updates):
+        source_images, source_labels, target_images = self._unpack(data)
+        num_source = int(source_images.shape[0])  # per replica
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        invalid_labels = losses.assert_valid_labels(
+            source_labels, num_classes=self.num_classes, name="source_labels"
+        )
+        with tf.control_dependencies([invalid_labels]):
+            source_images = tf.identity(source_images)
+        snapshot = [tf.identity(v.value) for v in self._state_variables]
+
+        if target_images is None:
+            images, split = source_images, None
+        else:
+            images = tf.concat([source_images, tf.cast(target_images, source_images.dtype)], 0)
+            split = num_source  # images: [num_source + num_target, H, W, 3], source first
+
+        d_iterations = self.domain_optimizer.iterations if self.mode == "uada" else 0
+        g_iterations = self.seg_optimizer.iterations
+        step = tf.cast(d_iterations, tf.int64) + tf.cast(g_iterations, tf.int64)
+        learning_rate = tf.cast(self.seg_optimizer.learning_rate, tf.float32)
+        logs = {}
+
+        with tf.GradientTape() as tape:
+            with domain_split(split):
+                z = self.representation(images, training=True)  # [N, h, w, 256]
+            with domain_split(None):  # S's DAN on source rows only: the same source logits
+                logits = self.segmentation_head(z[:num_source], training=True)
+            seg_sum, valid_count = losses.segmentation_loss_sum(
+                source_labels, logits, num_classes=self.num_classes
+            )
+            global_sum_count = _sum_over_replicas(tf.stack([seg_sum, valid_count]))
+            global_sum, global_count = global_sum_count[0], global_sum_count[1]
+            # This replica's share of the global mean; the replicas' gradients add up to it.
+            seg_loss = seg_sum / tf.maximum(global_count, 1.0)
+            global_seg_loss = global_sum / tf.maximum(global_count, 1.0)
+            reg_loss = losses.l2_regularization(self._conv_kernels, self.l2_regularization)
+            g_loss = seg_loss + reg_loss / num_replicas
+            finite = tf.math.is_finite(global_seg_loss) & tf.equal(invalid_labels, 0)
+
+            domain_grads = []
+            if self.mode == "uada":
+                with tape.stop_recording():
+                    sigma = self._sigma(step)
+                    domain_grads, finite = self._domain_step(
+                        tf.stop_gradient(z), num_source, sigma, step, finite, apply_updates, logs
+                    )
+                # The confusion loss goes through D as updated by the D step.
+                noisy_z = z + self._sigma(step + 1) * self._noise(tf.shape(z), step + 1)
+                conf_logits = self.domain_classifier(noisy_z, training=True)
+                conf_loss = losses.confusion_loss(conf_logits, num_source)
+                ramp = schedules.confusion_ramp(
+                    g_iterations, ramp_steps=int(round(self.ramp_epochs * self.steps_per_epoch))
+                )
+                g_loss = g_loss + self.lambda_conf * ramp * conf_loss / num_replicas
+                logs["sigma"] = sigma
+            g_loss = self.seg_optimizer.scale_loss(g_loss)
+
+        generator_variables = self._generator_variables
+        generator_grads = self._finish_gradients(tape.gradient(g_loss, generator_variables))
+        total = _sum_over_replicas(g_loss)
+        finite = finite & tf.math.is_finite(total) & _all_finite(generator_grads)
+        if apply_updates:
+            _apply_if(finite, self.seg_optimizer, generator_grads, generator_variables)
+        # A skipped step leaves no trace: put back the moving statistics of the forward pass.
+        keep = finite if apply_updates else tf.constant(False)
+        for variable, value in zip(self._state_variables, snapshot, strict=True):
+            variable.assign(tf.where(keep, variable.value, value))
+        if not apply_updates:
+            return logs, (domain_grads, generator_grads)
+
+        skipped = tf.cast(tf.logical_not(finite), tf.int64)
+        self.skipped_steps.assign_add(skipped)
+        self._consecutive_skips.assign((self._consecutive_skips.value + skipped) * skipped)
+        self._invalid_label_steps.assign_add(tf.cast(invalid_labels > 0, tf.int64))
+        weight = tf.cast(finite, tf.float32)
+        _update_mean(self._loss_tracker, total, weight)
+        _update_mean(self.seg_loss_tracker, global_seg_loss, weight)
+        if self.mode == "uada":
+            _update_mean(self.confusion_loss_tracker, conf_loss, weight)
+        logs = {
+            "loss": self._loss_tracker.result(),
+            "seg_loss": self.seg_loss_tracker.result(),
+            **{m.name: m.result() for m in self._domain_trackers},
+            "lr": learning_rate,
+            **logs,
+            "skipped_steps": self.skipped_steps.value,
+        }
+        return logs, None
+
+    @property
+    def _domain_trackers(self):
+        if self.mode != "uada":
+            return []
+        return [self.domain_loss_tracker, self.confusion_loss_tracker, self.domain_accuracy_tracker]
+
+    def _domain_step(self, z, num_source, sigma, step, finite, apply_updates, logs):
+        """The D step on `z` (no gradient to R). Returns `(gradients, finite)`."""
+        variables = self.domain_classifier.trainable_variables
+        noisy_z = z + sigma * self._noise(tf.shape(z), step)
+        with tf.GradientTape() as tape:
+            d_logits = self.domain_classifier(noisy_z, training=True)  # [N, h, w, 1]
+            d_loss = losses.domain_loss(d_logits, num_source)
+            scaled = self.domain_optimizer.scale_loss(
+                d_loss / tf.distribute.get_strategy().num_replicas_in_sync
+            )
+        grads = self._finish_gradients(tape.gradient(scaled, variables))
+        finite = finite & tf.math.is_finite(_sum_over_replicas(d_loss)) & _all_finite(grads)
+        if apply_updates:
+            _apply_if(finite, self.domain_optimizer, grads, variables)
+            weight = tf.cast(finite, tf.float32)
+            _update_mean(self.domain_loss_tracker, d_loss, weight)
+            _update_mean(
+                self.domain_accuracy_tracker, losses.domain_accuracy(d_logits, num_source), weight
+            )
+        return grads, finite
+
+    def _finish_gradients(self, grads):
+        """Sums over replicas, clips element-wise, and divides by the number of replicas (the
+        optimizer sums the replicas' gradients again)."""
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if num_replicas > 1:
+            grads = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, grads
+            )
+        if self.gradient_clip is not None:
+            grads = [tf.clip_by_value(g, -self.gradient_clip, self.gradient_clip) for g in grads]
+        if num_replicas > 1:
+            grads = [g / num_replicas for g in grads]
+        return grads
+
+    def _sigma(self, step):
+        return schedules.instance_noise_sigma(
+            step, initial_sigma=self.noise_sigma, decay_steps=self.noise_decay_steps
+        )
+
+    def _noise(self, shape, step):
+        """N(0, 1) noise, a function of (seed, step, replica): fresh each update and replica."""
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = tf.stack(
+            [
+                tf.cast(step, tf.int64),
+                tf.cast(self.seed, tf.int64) * 1024 + tf.cast(replica, tf.int64),
+            ]
+        )
+        return tf.random.stateless_normal(shape, seed=seed)
+
+    # ----------------------------------------------------------------------------------------
+    # Serialization
+
+    def get_config(self):
+        config = {
+            "name": self.name,
+            "mode": self.mode,
+            "num_classes": self.num_classes,
+            "lambda_conf": self.lambda_conf,
+            "steps_per_epoch": self.steps_per_epoch,
+            "ramp_epochs": self.ramp_epochs,
+            "noise_sigma": self.noise_sigma,
+            "noise_decay_steps": self.noise_decay_steps,
+            "l2_regularization": self.l2_regularization,
+            "gradient_clip": self.gradient_clip,
+            "max_consecutive_skips": self.max_consecutive_skips,
+            "seed": self.seed,
+        }
+        for key in ("representation", "segmentation_head", "domain_classifier"):
+            part = getattr(self, key)
+            config[key] = None if part is None else keras.saving.serialize_keras_object(part)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("representation", "segmentation_head", "domain_classifier"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+class TrainingGuard(keras.callbacks.Callback):
+    """Stops `UADAModel.fit` with a clear error on invalid labels (when the step's own assertion
+    could not raise, e.g. under XLA) or after `max_consecutive_skips` consecutive skipped steps.
+    `UADAModel.fit` adds it; pass your own to the `callbacks` to replace it."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        model = self.model
+        if int(keras.ops.convert_to_numpy(model._invalid_label_steps.value)) > 0:
+            model.stop_training = True
+            raise tf.errors.InvalidArgumentError(
+                None,
+                None,
+                f"`source_labels` must hold class ids 0..{model.num_classes - 1} or the ignore "
+                "label 255; a batch held other values (the step was skipped).",
+            )
+        consecutive = int(keras.ops.convert_to_numpy(model._consecutive_skips.value))
+        if consecutive >= model.max_consecutive_skips:
+            model.stop_training = True
+            raise NonFiniteLossError(
+                f"{consecutive} consecutive training steps were skipped because a loss or a "
+                "gradient was not finite (NaN or Inf). Check the input images (finite, RGB in "
+                "[0, 255]) and the learning rate. Received: "
+                f"max_consecutive_skips={model.max_consecutive_skips}"
+            )
+
+
+def build_uada_model(mode="uada", backbone="resnet50", norm="dan", output_stride=8, weights=None,
+                     image_size=(384, 768), num_classes=19, lambda_conf=0.01, *,
+                     synchronized=None, **kwargs):  # fmt: skip
+    """Builds the UADA segmentation model: R (backbone + extension), S and, in `"uada"` mode, D.
+
+    Args:
+        mode: `"source_only"`, `"multi_domain"` or `"uada"` (see `UADAModel`).
+        backbone: `"resnet50"` or `"resnet_tiny"` (see `build_backbone`).
+        norm: normalization of R, one of `uada.layers.NORMALIZATIONS`. S always uses DAN.
+        output_stride: 8 (the paper), 16 or 32.
+        weights: `None`, `"imagenet"` or the path to a Keras ResNet-50 weights file.
+        image_size: `(H, W)` of training and inference images. Defaults to (384, 768).
+        num_classes: number of classes. Defaults to 19.
+        lambda_conf: weight of the confusion loss. Defaults to 0.01.
+        synchronized: all-reduce normalization statistics across replicas. Defaults to `True`
+            when built under a `tf.distribute` strategy with more than one replica (SPEC §2).
+        **kwargs: the other `UADAModel` arguments (`steps_per_epoch`, `ramp_epochs`,
+            `noise_sigma`, `noise_decay_steps`, `l2_regularization`, `gradient_clip`,
+            `max_consecutive_skips`, `seed`, `name`).
+
+    Returns:
+        A `UADAModel`, not compiled.
+    """
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
+    if synchronized is None:
+        synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
+    features = build_backbone(
+        backbone, norm, output_stride, weights, input_shape=(*image_size, 3),
+        synchronized=synchronized,
+    )  # fmt: skip
+    representation = build_representation(features, norm, synchronized=synchronized)
+    head = build_segmentation_head(num_classes, image_size, synchronized=synchronized)
+    domain_classifier = build_domain_classifier() if mode == "uada" else None
+    kwargs.setdefault("name", f"uada_{mode}")
+    return UADAModel(
+        representation, head, domain_classifier, mode=mode, num_classes=num_classes,
+        lambda_conf=lambda_conf, **kwargs,
+    )  # fmt: skip
+
+
+def _conv_kernels(model):
+    """The kernels of every `Conv2D` and `Conv2DTranspose` in `model`, nested models included."""
+    kernels = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            kernels += _conv_kernels(layer)
+        elif isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose):
+            kernels.append(layer.kernel)
+    return kernels
+
+
+def _sum_over_replicas(value):
+    """All-reduce sum over the replicas (the value itself on one replica)."""
+    if tf.distribute.get_strategy().num_replicas_in_sync == 1:
+        return value
+    return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def _all_finite(tensors):
+    if not tensors:
+        return tf.constant(True)
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
+
+
+def _update_mean(metric, value, weight):
+    """Adds `value` to a `Mean` with weight 0 or 1 (a skipped step's NaN never enters)."""
+    metric.update_state(tf.where(weight > 0, value, tf.zeros_like(value)), sample_weight=weight)
+
+
+def _apply_if(condition, optimizer, grads, variables):
+    """`optimizer.apply(grads, variables)` when `condition` holds; otherwise nothing changes.
+
+    `condition` must be the same on every replica. Under a strategy whose optimizer update goes
+    through `merge_call` (MirroredStrategy), a `cond` whose branch calls `merge_call` is not
+    allowed in a replica context; as Keras' `LossScaleOptimizer` does, the `cond` is then taken in
+    the cross-replica context and the update run back in each replica.
+    """
+
+    def apply():
+        optimizer.apply(grads, variables)
+
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        tf.cond(condition, apply, lambda: None)
+        return
+
+    def cross_replica(distribution, condition, grads):
+        condition = distribution.experimental_local_results(condition)[0]
+
+        def apply_each():
+            distribution.extended.call_for_each_replica(
+                lambda g: optimizer.apply(g, variables), args=(grads,)
+            )
+
+        tf.cond(condition, apply_each, lambda: None)
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(condition, grads))
