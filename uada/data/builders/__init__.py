@@ -83,7 +83,9 @@ def load(
         config: `"384x768"` or `"full"`.
         download_and_prepare: whether to prepare the dataset first (a no-op once prepared).
         shuffle_files: passed to `as_dataset`.
-        read_config: a `tfds.ReadConfig` passed to `as_dataset`.
+        read_config: a `tfds.ReadConfig` passed to `as_dataset`. Defaults to one without TFDS's
+            in-memory auto-cache, so that iterators over the result can be checkpointed
+            symbolically (a cached dataset cannot be).
         skip_corrupt: if True, preparation skips (and counts) corrupt files instead of raising.
 
     Returns:
@@ -107,6 +109,8 @@ def load(
             manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP
         )
         dataset_builder.download_and_prepare(download_config=download_config)
+    if read_config is None:
+        read_config = tfds.ReadConfig(try_autocache=False)
     dataset = dataset_builder.as_dataset(
         split=split, shuffle_files=shuffle_files, read_config=read_config
     )
