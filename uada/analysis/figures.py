@@ -1,0 +1,70 @@
+"""Prediction grids as in the paper's Figure 5: image / ground truth / one column per model."""
+
+import numpy as np
+
+from uada.data.labels import CLASS_NAMES, PALETTE, colorize
+
+
+def prediction_grid(images, labels, predictions, path, *, title=None):
+    """Draws one row per image: the image, its ground truth, and each model's prediction.
+
+    Args:
+        images: uint8 or float `[N, H, W, 3]` RGB in [0, 255].
+        labels: integer `[N, H, W]` train ids (255 = ignored, drawn black).
+        predictions: dict `{column title: integer [N, H, W] train ids}`, in column order, e.g.
+            `{"source only": ..., "UADA + DAN": ...}`.
+        path: output image path (the format follows the extension, e.g. `.png` or `.pdf`).
+        title: optional figure title.
+
+    Returns:
+        `path`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if images.ndim != 4 or labels.shape != images.shape[:3]:
+        raise ValueError(
+            "`images` must be [N, H, W, 3] and `labels` [N, H, W]. Received: shapes "
+            f"{images.shape} and {labels.shape}"
+        )
+    for name, pred in predictions.items():
+        if np.shape(pred) != labels.shape:
+            raise ValueError(
+                f"`predictions[{name!r}]` must have the labels' shape {labels.shape}. "
+                f"Received: shape {np.shape(pred)}"
+            )
+    columns = [("image", np.clip(images, 0, 255).astype(np.uint8))]
+    columns.append(("ground truth", colorize(labels)))
+    columns += [(name, colorize(pred)) for name, pred in predictions.items()]
+    n, h, w = labels.shape
+    fig, axes = plt.subplots(
+        n, len(columns), figsize=(2.6 * len(columns) * w / h * 0.5, 1.4 * n + 1.0), squeeze=False
+    )
+    for row in range(n):
+        for col, (name, data) in enumerate(columns):
+            ax = axes[row, col]
+            ax.imshow(data[row])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name, fontsize=9)
+    present = np.unique(
+        np.concatenate([labels.ravel()] + [np.ravel(p) for p in predictions.values()])
+    )
+    handles = [
+        Patch(color=PALETTE[c] / 255.0, label=CLASS_NAMES[c])
+        for c in present
+        if c < len(CLASS_NAMES)
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
