@@ -95,7 +95,7 @@ def assert_valid_labels(labels, *, num_classes=19, ignore_label=IGNORE_LABEL, na
     labels, invalid = _invalid_labels(tf.reshape(labels, [-1]), num_classes, ignore_label)
     count = tf.reduce_sum(tf.cast(invalid, tf.int32))
     example = tf.gather(labels, tf.argmax(tf.cast(invalid, tf.int32)))
-    tf.debugging.Assert(
+    assert_op = tf.debugging.Assert(
         tf.equal(count, 0),
         [
             f"`{name}` must hold class ids 0..{num_classes - 1} or the ignore label "
@@ -106,7 +106,9 @@ def assert_valid_labels(labels, *, num_classes=19, ignore_label=IGNORE_LABEL, na
         ],
         name="assert_valid_labels",
     )
-    return count
+    # Whatever depends on the count runs after the check (eager mode has raised already).
+    with tf.control_dependencies([] if assert_op is None else [assert_op]):
+        return tf.identity(count)
 
 
 def _is_target(logits, num_source):

@@ -352,7 +352,8 @@ class UADAModel(keras.Model):
                         tf.stop_gradient(z), num_source, sigma, step, finite, apply_updates, logs
                     )
                 # The confusion loss goes through D as updated by the D step.
-                noisy_z = z + self._sigma(step + 1) * self._noise(tf.shape(z), step + 1)
+                sigma_g = tf.cast(self._sigma(step + 1), z.dtype)
+                noisy_z = z + sigma_g * self._noise(z, step + 1)
                 conf_logits = self.domain_classifier(noisy_z, training=True)
                 conf_loss = losses.confusion_loss(conf_logits, num_source)
                 ramp = schedules.confusion_ramp(
@@ -403,7 +404,7 @@ class UADAModel(keras.Model):
     def _domain_step(self, z, num_source, sigma, step, finite, apply_updates, logs):
         """The D step on `z` (no gradient to R). Returns `(gradients, finite)`."""
         variables = self.domain_classifier.trainable_variables
-        noisy_z = z + sigma * self._noise(tf.shape(z), step)
+        noisy_z = z + tf.cast(sigma, z.dtype) * self._noise(z, step)
         with tf.GradientTape() as tape:
             d_logits = self.domain_classifier(noisy_z, training=True)  # [N, h, w, 1]
             d_loss = losses.domain_loss(d_logits, num_source)
@@ -440,7 +441,7 @@ class UADAModel(keras.Model):
             step, initial_sigma=self.noise_sigma, decay_steps=self.noise_decay_steps
         )
 
-    def _noise(self, shape, step):
+    def _noise(self, like, step):
         """N(0, 1) noise, a function of (seed, step, replica): fresh each update and replica."""
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         seed = tf.stack(
@@ -449,7 +450,7 @@ class UADAModel(keras.Model):
                 tf.cast(self.seed, tf.int64) * 1024 + tf.cast(replica, tf.int64),
             ]
         )
-        return tf.random.stateless_normal(shape, seed=seed)
+        return tf.random.stateless_normal(tf.shape(like), seed=seed, dtype=like.dtype)
 
     # ----------------------------------------------------------------------------------------
     # Serialization
