@@ -24,13 +24,11 @@ no domain input).
 import os
 import sys
 
-import numpy as np
 import tensorflow as tf
 from absl import app, logging
 
 from uada import domains as domains_lib
-from uada import metrics
-from uada import train_lib
+from uada import metrics, train_lib
 from uada.data import pipeline
 
 

@@ -210,7 +210,9 @@ def _register_train_validators(fv):
             epochs = [float(v) for v in value]
         except ValueError:
             return False
-        return all(e >= 0 for e in epochs) and all(b > a for a, b in zip(epochs, epochs[1:]))
+        return all(e >= 0 for e in epochs) and all(
+            b > a for a, b in zip(epochs, epochs[1:], strict=False)
+        )
 
     flags.register_validator(
         "lr_decay_epochs",

@@ -146,7 +146,8 @@ class ConfusionMatrix:
             "miou": _none_if_nan(mean_iou(self.matrix, "official")),
             "miou_19": mean_iou(self.matrix, "original"),
             "per_class": {
-                name: _none_if_nan(float(iou)) for name, iou in zip(self.class_names, ious)
+                name: _none_if_nan(float(iou))
+                for name, iou in zip(self.class_names, ious, strict=True)
             },
             "num_images": int(self.num_images),
         }

@@ -71,7 +71,7 @@ def predict(config, workdir, inputs, output, *, checkpoint=None):
     train_lib.restore_model(model, workdir, checkpoint)
     os.makedirs(output, exist_ok=True)
     written = []
-    for file, stem in zip(files, stems):
+    for file, stem in zip(files, stems, strict=True):
         try:
             image = np.asarray(Image.open(file).convert("RGB"))
         except OSError as error:

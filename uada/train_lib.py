@@ -250,7 +250,7 @@ def restore(checkpoint, prefix, *, partial=False):
         if partial:
             status.expect_partial()
         status.assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as error:
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as error:
         raise CorruptCheckpointError(
             f"Cannot restore the checkpoint {prefix} (its files are unreadable or it belongs to a "
             f"run with another configuration): {error}"
@@ -305,6 +305,7 @@ def train_and_evaluate(config, workdir):
     from uada import evaluate as evaluate_lib  # evaluation sits downstream of training
 
     write_config(config, workdir)
+    prefix = latest_checkpoint(workdir)  # a corrupt state stops the run before anything is built
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
@@ -338,7 +339,6 @@ def train_and_evaluate(config, workdir):
         trackables["domain_optimizer"] = model.domain_optimizer
     trackables["data_iterator"] = iterator
     checkpoint = tf.train.Checkpoint(**trackables)
-    prefix = latest_checkpoint(workdir)  # validates the state before the manager reads it
     manager = tf.train.CheckpointManager(
         checkpoint, checkpoint_dir(workdir), max_to_keep=config.keep_checkpoints
     )

@@ -1,0 +1,47 @@
+"""The exported SavedModel, loaded in a fresh process without uada, predicts as the Keras model."""
+
+import subprocess
+import sys
+
+import numpy as np
+
+from uada import export, train_lib
+
+_LOADER = """
+import sys
+import numpy as np
+import tensorflow as tf
+saved = tf.saved_model.load(sys.argv[1])
+data = np.load(sys.argv[2])
+outputs = {}
+for name in ("images_1", "images_3"):
+    outputs[name] = saved.serve(tf.constant(data[name])).numpy()
+assert "uada" not in sys.modules, "the SavedModel must load without uada"
+np.savez(sys.argv[3], **outputs)
+"""
+
+
+def test_exported_model_equals_keras_model_for_two_batch_sizes(smoke_run, tmp_path):
+    config = smoke_run.config
+    model = train_lib.build_model(config)
+    train_lib.restore_model(model, smoke_run.workdir)
+    output = str(tmp_path / "saved_model")
+    export.export(config, smoke_run.workdir, output, model=model)
+
+    rng = np.random.default_rng(0)
+    height, width = config.image_size
+    inputs = {
+        f"images_{n}": rng.uniform(0, 255, (n, height, width, 3)).astype(np.float32) for n in (1, 3)
+    }
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    subprocess.run(
+        [sys.executable, "-c", _LOADER, output, str(tmp_path / "inputs.npz"),
+         str(tmp_path / "outputs.npz")],
+        cwd=tmp_path, check=True, timeout=300,
+    )  # fmt: skip
+    outputs = np.load(tmp_path / "outputs.npz")
+    for name, images in inputs.items():
+        expected = model.segmenter(images, training=False).numpy()
+        assert outputs[name].shape == (len(images), height, width, 19)
+        assert outputs[name].dtype == np.float32
+        np.testing.assert_allclose(outputs[name], expected, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,88 @@
+"""Experiment files parse; bad flags and paths stop the commands with a message naming them."""
+
+import dataclasses
+
+import pytest
+from absl import flags
+from conftest import EXPERIMENTS, parse_train_flags, run_command
+
+from uada import config as config_lib
+
+EXPERIMENT_FILES = sorted(EXPERIMENTS.glob("*.flags"))
+
+
+def test_the_paper_experiments_are_all_there():
+    names = {path.stem for path in EXPERIMENT_FILES}
+    assert {"base", "demo", "smoke"} <= names
+    assert len(names) >= 3 + 2 + 3 + 10 + 2 + 5
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda path: path.stem)
+def test_experiment_file_parses(path):
+    config = parse_train_flags(f"--flagfile=experiments/{path.name}", "--workdir=unused")
+    assert isinstance(config, config_lib.Config)
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("#"), "an experiment file starts with its header comment"
+    header = "\n".join(line for line in lines if line.startswith("#"))
+    if path.stem != "base":
+        assert "python -m uada.train --flagfile=experiments/" in header
+        assert lines[[line.startswith("#") for line in lines].index(False)] == (
+            "--flagfile=experiments/base.flags"
+        )
+    for line in lines:  # absl would keep a trailing comment as part of the value
+        assert line.startswith("#") or "#" not in line, line
+
+
+def test_flags_text_round_trip(tmp_path):
+    config = parse_train_flags("--flagfile=experiments/smoke.flags", "--workdir=unused")
+    (tmp_path / "flags.txt").write_text(config.to_flags_text())
+    assert parse_train_flags(f"--flagfile={tmp_path / 'flags.txt'}", "--workdir=x") == config
+    assert config_lib.Config.from_json(config.to_json()) == config
+    assert set(config.to_dict()) == {field.name for field in dataclasses.fields(config)}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--norm=bn"], r"norm.*bn"),
+        (["--image_size=384"], r"--image_size"),
+        (["--image_size=100,200", "--output_stride=8"], r"divisible by --output_stride"),
+        (["--source=cityscapes", "--target=cityscapes"], r"--source and --target"),
+        (["--source=apolloscape"], r"no training split"),
+        (["--target=demo_target"], r"demo domains"),
+        (["--unseen=mapillary,kitti"], r"--unseen"),
+        (["--backbone=resnet_tiny", "--weights=imagenet"], r"--weights=none"),
+        (["--weights=/no/such/weights.h5"], r"--weights"),
+        (["--lr_decay_epochs=16,9"], r"--lr_decay_epochs"),
+        (["--batch_size=0"], r"batch_size"),
+        (["--lambda_conf=-1"], r"lambda_conf"),
+    ],
+)
+def test_bad_training_flags_are_named(argv, message):
+    with pytest.raises(flags.IllegalFlagValueError, match=message):
+        parse_train_flags("--flagfile=experiments/base.flags", "--workdir=x", *argv)
+
+
+def test_unknown_flag_in_an_experiment_file_fails(tmp_path):
+    path = tmp_path / "bad.flags"
+    path.write_text("--flagfile=experiments/base.flags\n--lambda=0.1\n")
+    with pytest.raises(flags.UnrecognizedFlagError, match="lambda"):
+        parse_train_flags(f"--flagfile={path}", "--workdir=x")
+
+
+def test_commands_exit_nonzero_naming_the_flag_or_file(tmp_path):
+    result = run_command("uada.train", "--flagfile=experiments/smoke.flags", "--norm=bn",
+                         "--workdir=x", check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert "--norm" in result.stderr and "bn" in result.stderr
+    result = run_command("uada.train", "--flagfile=experiments/smoke.flags", check=False)
+    assert result.returncode != 0 and "--workdir" in result.stderr
+    missing = tmp_path / "no_run"
+    result = run_command("uada.evaluate", f"--workdir={missing}", check=False)
+    assert result.returncode != 0 and str(missing) in result.stderr
+    tmp_path.joinpath("run").mkdir()
+    result = run_command("uada.export", f"--workdir={tmp_path / 'run'}", "--output=o", check=False)
+    assert result.returncode != 0 and "config.json" in result.stderr
+    result = run_command("uada.predict", f"--workdir={tmp_path / 'run'}",
+                         f"--input={tmp_path / 'none.png'}", "--output=o", check=False)  # fmt: skip
+    assert result.returncode != 0 and "--input" in result.stderr
