@@ -76,11 +76,17 @@ def evaluate(config, workdir, domains=None, *, checkpoint=None, resolution=None,
     output_json = output_json or os.path.join(workdir, f"eval_{resolution}.json")
     os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)
     table = metrics.markdown_table(results)
+    height, width = config.image_size
+    title = f"IoU (%), resolution {resolution}: " + (
+        f"images and labels at the model's input size {height}x{width}"
+        if resolution == "384x768"
+        else f"images at {height}x{width}, logits upsampled to each label's size"
+    )
     train_lib.write_json(output_json, results)
     with open(os.path.splitext(output_json)[0] + ".md", "w") as f:
-        f.write(f"IoU (%) at resolution {resolution}\n\n{table}\n")
+        f.write(f"{title}\n\n{table}\n")
     if print_table:
-        print(f"\nIoU (%) at resolution {resolution}, written to {output_json}\n\n{table}\n")
+        print(f"\n{title}, written to {output_json}\n\n{table}\n")
         sys.stdout.flush()
     return results
 

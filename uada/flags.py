@@ -33,9 +33,12 @@ def define_train_flags(flag_values=flags.FLAGS):
     fv = flag_values
     d = _DEFAULT
     flags.DEFINE_string(
-        "workdir", None, "Directory of the run: checkpoints, logs, config, results.", flag_values=fv
+        "workdir",
+        None,
+        "Directory of the run: checkpoints, logs, config, results. Default: workdirs/<name> for "
+        "--flagfile=.../<name>.flags.",
+        flag_values=fv,
     )
-    flags.mark_flag_as_required("workdir", flag_values=fv)
 
     # Model.
     flags.DEFINE_enum("mode", d.mode, config_lib.MODES, "Training mode.", flag_values=fv)
@@ -268,6 +271,14 @@ def _register_train_validators(fv):
         lambda train_steps, epochs: train_steps > 0 or epochs > 0,
         "One of --train_steps and --epochs must be positive.",
     )
+
+
+def default_workdir(argv):
+    """`workdirs/<name>` for the last `--flagfile=.../<name>.flags` of a command line, else None."""
+    flagfiles = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--flagfile=")]
+    if not flagfiles:
+        return None
+    return os.path.join("workdirs", os.path.splitext(os.path.basename(flagfiles[-1]))[0])
 
 
 def train_config(flag_values=flags.FLAGS):

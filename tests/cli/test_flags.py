@@ -1,12 +1,14 @@
 """Experiment files parse; bad flags and paths stop the commands with a message naming them."""
 
 import dataclasses
+import os
 
 import pytest
 from absl import flags
 from conftest import EXPERIMENTS, parse_train_flags, run_command
 
 from uada import config as config_lib
+from uada import flags as uada_flags
 
 EXPERIMENT_FILES = sorted(EXPERIMENTS.glob("*.flags"))
 
@@ -31,6 +33,12 @@ def test_experiment_file_parses(path):
         )
     for line in lines:  # absl would keep a trailing comment as part of the value
         assert line.startswith("#") or "#" not in line, line
+
+
+def test_default_workdir_is_named_after_the_experiment():
+    argv = ["uada.train", "--flagfile=experiments/demo.flags", "--seed=1"]
+    assert uada_flags.default_workdir(argv) == os.path.join("workdirs", "demo")
+    assert uada_flags.default_workdir(["uada.train", "--seed=1"]) is None
 
 
 def test_flags_text_round_trip(tmp_path):
@@ -75,7 +83,7 @@ def test_commands_exit_nonzero_naming_the_flag_or_file(tmp_path):
                          "--workdir=x", check=False)  # fmt: skip
     assert result.returncode != 0
     assert "--norm" in result.stderr and "bn" in result.stderr
-    result = run_command("uada.train", "--flagfile=experiments/smoke.flags", check=False)
+    result = run_command("uada.train", "--norm=dan", check=False)
     assert result.returncode != 0 and "--workdir" in result.stderr
     missing = tmp_path / "no_run"
     result = run_command("uada.evaluate", f"--workdir={missing}", check=False)
