@@ -56,8 +56,7 @@ def evaluate(config, workdir, domains=None, *, checkpoint=None, resolution=None,
     resolution = resolution or config.eval_resolution
     max_images = config.eval_max_images if max_images is None else max_images
     if model is None:
-        model = train_lib.build_model(config)
-        prefix = train_lib.restore_model(model, workdir, checkpoint)
+        model, prefix = load_model(config, workdir, checkpoint)
         logging.info("Evaluating %s", prefix)
     domains_lib.ensure_demo(config)
     predict = _predict_function(model.segmenter)
@@ -89,6 +88,26 @@ def evaluate(config, workdir, domains=None, *, checkpoint=None, resolution=None,
         print(f"\n{title}, written to {output_json}\n\n{table}\n")
         sys.stdout.flush()
     return results
+
+
+def load_model(config, workdir, checkpoint=None):
+    """Builds the run's `UADAModel` and restores it for inference.
+
+    Args:
+        config: the run's `Config` (`train_lib.load_config(workdir)`).
+        workdir: the run's directory.
+        checkpoint: a checkpoint prefix; `None` for the workdir's latest.
+
+    Returns:
+        `(model, prefix)`: the restored model and the checkpoint it was restored from.
+
+    Raises:
+        FileNotFoundError: the workdir has no checkpoint.
+        CorruptCheckpointError: the checkpoint cannot be read.
+    """
+    model = train_lib.build_model(config)
+    prefix = train_lib.restore_model(model, workdir, checkpoint)
+    return model, prefix
 
 
 def _eval_batches(dataset, config, resolution):
