@@ -1,0 +1,180 @@
+"""The analysis commands on a real (smoke) run: retrieval, prediction grid, reproduce."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import run_command
+from PIL import Image
+
+from uada import predict_grid, reproduce, retrieval
+
+# ------------------------------------------------------------------------------------------------
+# uada.retrieval
+
+
+def test_retrieval_writes_curves_csv_and_domain_accuracy(smoke_run, tmp_path):
+    curves, accuracy = retrieval.retrieval(
+        [smoke_run.workdir, smoke_run.workdir],
+        str(tmp_path),
+        names=["first", "second"],
+        num_vectors=30,
+        positions_per_image=5,
+        max_k=7,
+    )
+    # The same model, the same seeded positions: the same curve, bounded by 0 <= y <= k.
+    np.testing.assert_array_equal(curves["first"], curves["second"])
+    k = np.arange(1, 8)
+    assert np.all(curves["first"] >= 0) and np.all(curves["first"] <= k)
+    assert np.all(np.diff(curves["first"]) >= 0)  # counts among more neighbours never drop
+    with open(tmp_path / "retrieval.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["k", "first", "second"]
+    assert [int(r[0]) for r in rows[1:]] == list(range(1, 8))
+    np.testing.assert_allclose([float(r[1]) for r in rows[1:]], curves["first"], atol=1e-4)
+    assert Image.open(tmp_path / "retrieval.png").size[0] > 100
+    assert (tmp_path / "retrieval.pdf").read_bytes()[:4] == b"%PDF"
+    # The smoke run is a UADA run: it has a domain classifier, whose accuracy is in [0, 1].
+    saved = json.loads((tmp_path / "domain_accuracy.json").read_text())
+    assert saved == accuracy and set(saved) == {"first", "second"}
+    assert 0.0 <= saved["first"]["all"] <= 1.0
+    assert "road" in saved["first"]
+
+
+def test_retrieval_names_must_match_workdirs(smoke_run, tmp_path):
+    with pytest.raises(ValueError, match=r"one name per workdir \(1\)"):
+        retrieval.retrieval([smoke_run.workdir], str(tmp_path), names=["a", "b"])
+
+
+def test_retrieval_command(smoke_run, tmp_path):
+    result = run_command(
+        "uada.retrieval",
+        f"--workdirs={smoke_run.workdir}",
+        f"--output={tmp_path}",
+        "--names=smoke",
+        "--num_vectors=20",
+        "--max_k=5",
+    )
+    assert "| smoke |" in result.stdout and "Domain classifier accuracy" in result.stdout
+    assert (tmp_path / "retrieval.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------------
+# uada.predict_grid
+
+
+def test_prediction_grid_of_two_runs(smoke_run, tmp_path):
+    path = predict_grid.predict_grid(
+        smoke_run.workdir, smoke_run.workdir, "demo_unseen", [0, 2], str(tmp_path / "grid.png")
+    )
+    width, height = Image.open(path).size
+    assert width > height  # four columns of 2:1 images side by side
+    with pytest.raises(ValueError, match=r"4 images\). Received: indices=\[0, 9\]"):
+        predict_grid.predict_grid(
+            smoke_run.workdir, smoke_run.workdir, "demo_target", [0, 9], str(tmp_path / "x.png")
+        )
+    with pytest.raises(ValueError, match="domain='kitti'"):
+        predict_grid.predict_grid(smoke_run.workdir, smoke_run.workdir, "kitti", [0], "x.png")
+
+
+def test_validation_images_are_the_splits_images(smoke_run):
+    images, labels = predict_grid.validation_images(smoke_run.config, "demo_target", [1, 0])
+    again, _ = predict_grid.validation_images(smoke_run.config, "demo_target", [0])
+    assert images.shape == (2, 32, 64, 3) and labels.shape == (2, 32, 64)
+    np.testing.assert_array_equal(images[1], again[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# uada.reproduce
+
+
+def _fake_results(**miou):
+    return {
+        d: {"miou": v, "miou_19": v / 2, "per_class": {}, "num_images": 1} for d, v in miou.items()
+    }
+
+
+def test_render_places_paper_and_measured_numbers():
+    config = reproduce.parse_config(reproduce.experiment_argv("gta5_cityscapes_uada_dan"))
+    measured = {
+        "gta5_cityscapes_uada_dan": (
+            config,
+            _fake_results(gta5=0.6, cityscapes=0.35, mapillary=0.4, apolloscape=0.25),
+        )
+    }
+    text = reproduce.render(4, measured)
+    lines = text.splitlines()
+    assert "| training | GTA5 paper | GTA5 measured | Cityscapes paper |" in lines[2]
+    assert "| UADA | 62.7 | 60.0 | 38.2 | 35.0 | 38.5 | 40.0 | 27.4 | 25.0 |" in lines
+    assert "| source only | 62.2 | - | 34.8 | - | 37.1 | - | 25.3 | - |" in lines
+    assert "| UADA | 62.7 | 30.0 |" in reproduce.render(4, measured, convention="original")
+    with pytest.raises(ValueError, match="convention='bad'"):
+        reproduce.render(4, measured, convention="bad")
+
+
+def test_plan_shares_runs_and_maps_demo_experiments():
+    runs = reproduce.plan(2, demo=True, workdir_root="w", overrides=("train_steps=10",))
+    assert len(runs) == 10 and len(set(map(id, runs.values()))) == 10
+    run = runs["table2_split_batch_uada"]
+    assert (run.config.source, run.config.target, run.config.unseen) == (
+        "demo_source", "demo_target", ("demo_unseen",))  # fmt: skip
+    assert (run.config.mode, run.config.norm, run.config.backbone) == (
+        "uada", "split_batch", "resnet_tiny")  # fmt: skip
+    assert run.config.train_steps == 10 and run.workdirs[0] == "w/demo/uada_split_batch_lambda0.01"
+    # Table 3 without --demo: lambda 1e-2 is the run of Table 4 and Table 2 as well.
+    runs = reproduce.plan(3, workdir_root="w")
+    shared = runs["table3_gta5_cityscapes_lambda_1e-2"]
+    assert {"w/gta5_cityscapes_uada_dan", "w/table2_dan_uada"} <= set(shared.workdirs)
+    assert runs["table3_cityscapes_mapillary_lambda_1e-3"].config.lambda_conf == 0.001
+    # --demo has no Cityscapes -> Mapillary column (Table 3) and no Table 6.
+    assert not any("mapillary" in name for name in reproduce.plan(3, demo=True))
+    with pytest.raises(ValueError, match="Table 6 .* has no demo analogue"):
+        reproduce.plan(6, demo=True)
+    with pytest.raises(ValueError, match="table=5"):
+        reproduce.plan(5)
+    with pytest.raises(ValueError, match="train_steps=-1"):
+        reproduce.plan(1, overrides=("train_steps=-1",))
+
+
+def test_dry_run_command():
+    result = run_command("uada.reproduce", "--table=1", "--demo", "--dry_run",
+                         "--workdir_root=nowhere", "--set=train_steps=7")  # fmt: skip
+    assert "train  nowhere/demo/multi_domain_batch  (table1_bn_multi_domain)" in result.stdout
+    assert "--mode=multi_domain --norm=batch --lambda_conf=0.01 --train_steps=7" in result.stdout
+    bad = run_command("uada.reproduce", "--table=6", "--demo", check=False)
+    assert bad.returncode != 0 and "no demo analogue" in bad.stderr
+
+
+def _smoke_overrides(config):
+    """`--set` items that turn the demo settings into the smoke run's."""
+    demo = reproduce.parse_config(reproduce.experiment_argv("gta5_cityscapes_uada_dan", demo=True))
+    items = []
+    for name, value in config.to_dict().items():
+        if value != demo.to_dict()[name]:
+            if isinstance(value, list):
+                value = ",".join(str(v) for v in value)
+            items.append(f"{name}={str(value).lower() if isinstance(value, bool) else value}")
+    return tuple(items)
+
+
+def test_reproduce_reuses_a_finished_run_and_trains_the_rest(smoke_run, tmp_path):
+    overrides = _smoke_overrides(smoke_run.config)
+    root = tmp_path / "workdirs"
+    # The smoke run is Table 4's UADA row on the demo (with the smoke settings): reused as is.
+    shutil.copytree(smoke_run.workdir, root / "demo" / "uada_dan_lambda0.01")
+    plan = reproduce.describe(reproduce.plan(4, demo=True, workdir_root=str(root),
+                                             overrides=overrides))  # fmt: skip
+    assert plan[0].startswith("train ") and plan[1].startswith("reuse ")
+    text = reproduce.reproduce(4, demo=True, workdir_root=str(root), overrides=overrides)
+    uada_row = [line for line in text.splitlines() if line.startswith("| UADA |")][0]
+    expected = 100 * smoke_run.results["demo_target"]["miou"]
+    assert f"| 38.2 | {expected:.1f} |" in uada_row
+    assert uada_row.endswith("| 27.4 | - |")  # the demo has no second unseen domain
+    # The source-only run was trained and is now reused.
+    assert (root / "demo" / "source_only_dan" / "eval_384x768.json").is_file()
+    assert (root / "demo" / "table4.md").read_text().startswith(text)
+    plan = reproduce.describe(reproduce.plan(4, demo=True, workdir_root=str(root),
+                                             overrides=overrides))  # fmt: skip
+    assert all(line.startswith("reuse ") for line in plan)
