@@ -210,14 +210,15 @@ def _in_repo():
 
 
 def parse_config(argv):
-    """The `Config` of training flags `argv` (parsed and validated as `python -m uada.train`)."""
+    """The `Config` of training flags `argv` (parsed and validated as `python -m uada.train`).
+
+    Raises:
+        flags.Error: a flag is unknown or has an invalid value (the message names it).
+    """
     flag_values = flags.FlagValues()
     uada_flags.define_train_flags(flag_values)
     with _in_repo():
-        try:
-            flag_values(["uada.train", *argv])
-        except flags.Error as error:
-            raise ValueError(f"Invalid training flags {list(argv)}: {error}") from error
+        flag_values(["uada.train", *argv])  # absl's errors name the flag and echo the value
     return uada_flags.train_config(flag_values)
 
 
@@ -499,7 +500,7 @@ def main(argv):
             convention=fv.convention,
             output=fv.output,
         )
-    except ValueError as error:  # a table or flag combination that cannot run: no traceback
+    except (ValueError, flags.Error) as error:  # a table or flags that cannot run: no traceback
         raise app.UsageError(str(error)) from error
     print("\n" + text)
 

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from absl import flags
 from conftest import run_command
 from PIL import Image
 
@@ -134,7 +135,7 @@ def test_plan_shares_runs_and_maps_demo_experiments():
         reproduce.plan(6, demo=True)
     with pytest.raises(ValueError, match="table=5"):
         reproduce.plan(5)
-    with pytest.raises(ValueError, match="train_steps=-1"):
+    with pytest.raises(flags.IllegalFlagValueError, match="train_steps=-1"):
         reproduce.plan(1, overrides=("train_steps=-1",))
 
 

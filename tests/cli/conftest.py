@@ -1,6 +1,5 @@
 """Fixtures of the command-line tests: experiment parsing and one shared smoke run."""
 
-import contextlib
 import os
 import pathlib
 import subprocess
@@ -8,33 +7,16 @@ import sys
 import types
 
 import pytest
-from absl import flags
 
-from uada import flags as uada_flags
+from uada import reproduce
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 
 
-@contextlib.contextmanager
-def in_repo():
-    """Runs the block in the repository root (experiment files include base.flags by a relative
-    path, as the commands are run from there)."""
-    previous = os.getcwd()
-    os.chdir(REPO)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
 def parse_train_flags(*argv):
     """Parses training flags exactly as `python -m uada.train` does; returns the `Config`."""
-    flag_values = flags.FlagValues()
-    uada_flags.define_train_flags(flag_values)
-    with in_repo():
-        flag_values(["uada.train", *argv])
-    return uada_flags.train_config(flag_values)
+    return reproduce.parse_config(argv)
 
 
 def run_command(module, *argv, env=None, check=True, timeout=300):
