@@ -85,7 +85,11 @@ def build_segmentation_head(num_classes=19, image_size=(384, 768), *, input_chan
         num_classes, 4, strides=2, padding="same",
         kernel_initializer=keras.initializers.HeNormal(), name="logits_upsample",
     )(x)  # fmt: skip
-    logits = keras.layers.Resizing(height, width, interpolation="bilinear", name="logits_resize")(x)
+    # float32 logits under a mixed-precision policy; XLA cannot differentiate a bilinear resize
+    # of low-precision values (it mixes float32 and bfloat16 in the backward pass).
+    logits = keras.layers.Resizing(
+        height, width, interpolation="bilinear", dtype="float32", name="logits_resize"
+    )(x)
     return keras.Model(z, logits, name=name)
 
 
@@ -110,7 +114,10 @@ def build_domain_classifier(*, input_channels=256, units=(200, 100, 50), name="d
         x = keras.layers.Conv2D(
             width, 1, activation="selu", kernel_initializer="glorot_uniform", name=f"domain_fc{i}"
         )(x)
-    logits = keras.layers.Conv2D(1, 1, kernel_initializer="glorot_uniform", name="domain_logits")(x)
+    # A float32 logit under a mixed-precision policy.
+    logits = keras.layers.Conv2D(
+        1, 1, kernel_initializer="glorot_uniform", dtype="float32", name="domain_logits"
+    )(x)
     return keras.Model(z, logits, name=name)
 
 

@@ -61,6 +61,21 @@ class UADAModel(keras.Model):
     loss is computed (under XLA, where assertions are compiled away, the step is skipped and `fit`
     raises the same error after it).
 
+    Mixed precision: built under a `"mixed_bfloat16"` or `"mixed_float16"` global dtype policy
+    (`uada.precision.set_precision`), the variables are float32 and R, S and D compute in the low
+    precision; normalization statistics, the logits (S's last resize), D's logit and every loss
+    are float32. Under float16 `compile` wraps both optimizers in
+    `keras.optimizers.LossScaleOptimizer`: each update's loss is multiplied by its optimizer's
+    dynamic scale, and its gradients are divided by it right after the all-reduce, before the
+    finiteness check and the element-wise clip (so the clip bound holds for the true gradient).
+    A step whose losses are finite but whose unscaled gradients are not is a float16 overflow:
+    the step is skipped as above, the overflowing optimizer's scale is halved, and the step
+    counts in `skipped_steps` but neither counts toward nor resets `max_consecutive_skips`
+    (unless the scale was already below 1, where the scale cannot be the cause). The scale is
+    doubled after `dynamic_growth_steps` (2000) finite steps, as in Keras; a step with a
+    non-finite loss (bad input) leaves the scale alone. `fit` then also logs `loss_scale`
+    (the G step's).
+
     Build it with `uada.models.build_uada_model`; train with `compile()` then `fit()` on a
     `tf.data.Dataset` of `((source_images, source_labels), target_images)` batches
     (`(source_images, source_labels)` in `"source_only"` mode). Images are float32 RGB in
@@ -201,6 +216,10 @@ class UADAModel(keras.Model):
             decay_epochs: epochs after which the default optimizers' rate is halved.
                 Defaults to (9, 16) (the paper's text).
             steps_per_execution, jit_compile, run_eagerly: as in `keras.Model.compile`.
+
+        Under a `"mixed_float16"` policy (the model's compute dtype is float16) both optimizers
+        are wrapped in `keras.optimizers.LossScaleOptimizer` (see "Mixed precision" in the
+        class docstring).
         """
         with self.distribute_strategy.scope():
             if seg_optimizer is None:
@@ -209,12 +228,16 @@ class UADAModel(keras.Model):
                 domain_optimizer = self._default_optimizer(
                     learning_rate, decay_epochs, "domain_sgd"
                 )
+            if self.compute_dtype == "float16":  # both updates need loss scaling
+                seg_optimizer = _loss_scaled(seg_optimizer)
+                if domain_optimizer is not None:
+                    domain_optimizer = _loss_scaled(domain_optimizer)
         if self.mode != "uada" and domain_optimizer is not None:
             raise ValueError(
                 f"`domain_optimizer` is only used in 'uada' mode. Received: mode={self.mode!r}, "
                 f"domain_optimizer={domain_optimizer!r}"
             )
-        if seg_optimizer is domain_optimizer:
+        if _inner(seg_optimizer) is _inner(domain_optimizer):
             raise ValueError(
                 "`seg_optimizer` and `domain_optimizer` must be two optimizer instances "
                 "(each keeps its own momentum and step count)."
@@ -252,8 +275,20 @@ class UADAModel(keras.Model):
             callbacks.append(TrainingGuard())
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Nothing to build: `__init__` builds the model and `compile` both optimizers.
+
+        Keras' symbolic build would draw a batch from the input and, under
+        `MultiWorkerMirroredStrategy`, fail to reduce the per-replica batch to one batch
+        (Keras 3.15: `strategy.reduce` of images raises).
+        """
+
     def train_step(self, data):
         logs, _ = self._step(data, apply_updates=True)
+        if _multi_worker(tf.distribute.get_strategy()):
+            # Keras 3.15 reduces the logs of a multi-worker step with `reduce(MEAN, axis=0)`,
+            # which needs an axis: give each scalar one.
+            logs = {key: tf.reshape(value, [1]) for key, value in logs.items()}
         return logs
 
     def compute_step_gradients(self, data):
@@ -344,11 +379,11 @@ class UADAModel(keras.Model):
             g_loss = seg_loss + reg_loss / num_replicas
             finite = tf.math.is_finite(global_seg_loss) & tf.equal(invalid_labels, 0)
 
-            domain_grads = []
+            domain_grads, domain_overflow = [], tf.constant(False)
             if self.mode == "uada":
                 with tape.stop_recording():
                     sigma = self._sigma(step)
-                    domain_grads, finite = self._domain_step(
+                    domain_grads, finite, domain_overflow = self._domain_step(
                         tf.stop_gradient(z), num_source, sigma, step, finite, apply_updates, logs
                     )
                 # The confusion loss goes through D as updated by the D step.
@@ -361,14 +396,20 @@ class UADAModel(keras.Model):
                 )
                 g_loss = g_loss + self.lambda_conf * ramp * conf_loss / num_replicas
                 logs["sigma"] = sigma
-            g_loss = self.seg_optimizer.scale_loss(g_loss)
+            scaled_g_loss = self.seg_optimizer.scale_loss(g_loss)
 
         generator_variables = self._generator_variables
-        generator_grads = self._finish_gradients(tape.gradient(g_loss, generator_variables))
+        generator_grads, grads_finite = self._finish_gradients(
+            tape.gradient(scaled_g_loss, generator_variables), self.seg_optimizer
+        )
         total = _sum_over_replicas(g_loss)
-        finite = finite & tf.math.is_finite(total) & _all_finite(generator_grads)
+        losses_finite = finite & tf.math.is_finite(total)
+        finite = losses_finite & grads_finite
         if apply_updates:
-            _apply_if(finite, self.seg_optimizer, generator_grads, generator_variables)
+            _apply_if(finite, _inner(self.seg_optimizer), generator_grads, generator_variables)
+            overflow = domain_overflow | _update_loss_scale(
+                self.seg_optimizer, grads_finite, losses_finite
+            )
         # A skipped step leaves no trace: put back the moving statistics of the forward pass.
         keep = finite if apply_updates else tf.constant(False)
         for variable, value in zip(self._state_variables, snapshot, strict=True):
@@ -378,7 +419,9 @@ class UADAModel(keras.Model):
 
         skipped = tf.cast(tf.logical_not(finite), tf.int64)
         self.skipped_steps.assign_add(skipped)
-        self._consecutive_skips.assign((self._consecutive_skips.value + skipped) * skipped)
+        # A float16 overflow step neither counts toward nor resets the consecutive skips.
+        counted = skipped * tf.cast(tf.logical_not(overflow), tf.int64)
+        self._consecutive_skips.assign((self._consecutive_skips.value + counted) * skipped)
         self._invalid_label_steps.assign_add(tf.cast(invalid_labels > 0, tf.int64))
         weight = tf.cast(finite, tf.float32)
         _update_mean(self._loss_tracker, total, weight)
@@ -393,6 +436,8 @@ class UADAModel(keras.Model):
             **logs,
             "skipped_steps": self.skipped_steps.value,
         }
+        if isinstance(self.seg_optimizer, keras.optimizers.LossScaleOptimizer):
+            logs["loss_scale"] = self.seg_optimizer.dynamic_scale.value
         return logs, None
 
     @property
@@ -402,8 +447,9 @@ class UADAModel(keras.Model):
         return [self.domain_loss_tracker, self.confusion_loss_tracker, self.domain_accuracy_tracker]
 
     def _domain_step(self, z, num_source, sigma, step, finite, apply_updates, logs):
-        """The D step on `z` (no gradient to R). Returns `(gradients, finite)`."""
+        """The D step on `z` (no gradient to R). Returns `(gradients, finite, overflow)`."""
         variables = self.domain_classifier.trainable_variables
+        overflow = tf.constant(False)
         noisy_z = z + tf.cast(sigma, z.dtype) * self._noise(z, step)
         with tf.GradientTape() as tape:
             d_logits = self.domain_classifier(noisy_z, training=True)  # [N, h, w, 1]
@@ -411,30 +457,44 @@ class UADAModel(keras.Model):
             scaled = self.domain_optimizer.scale_loss(
                 d_loss / tf.distribute.get_strategy().num_replicas_in_sync
             )
-        grads = self._finish_gradients(tape.gradient(scaled, variables))
-        finite = finite & tf.math.is_finite(_sum_over_replicas(d_loss)) & _all_finite(grads)
+        grads, grads_finite = self._finish_gradients(
+            tape.gradient(scaled, variables), self.domain_optimizer
+        )
+        losses_finite = finite & tf.math.is_finite(_sum_over_replicas(d_loss))
+        finite = losses_finite & grads_finite
         if apply_updates:
-            _apply_if(finite, self.domain_optimizer, grads, variables)
+            _apply_if(finite, _inner(self.domain_optimizer), grads, variables)
+            overflow = _update_loss_scale(self.domain_optimizer, grads_finite, losses_finite)
             weight = tf.cast(finite, tf.float32)
             _update_mean(self.domain_loss_tracker, d_loss, weight)
             _update_mean(
                 self.domain_accuracy_tracker, losses.domain_accuracy(d_logits, num_source), weight
             )
-        return grads, finite
+        return grads, finite, overflow
 
-    def _finish_gradients(self, grads):
-        """Sums over replicas, clips element-wise, and divides by the number of replicas (the
-        optimizer sums the replicas' gradients again)."""
+    def _finish_gradients(self, grads, optimizer):
+        """Sums over replicas, unscales (float16 loss scaling), checks that the gradients are
+        finite, clips element-wise, and divides by the number of replicas (the optimizer sums the
+        replicas' gradients again). Returns `(gradients, finite)`.
+
+        The finiteness check comes before the clip, which would turn an infinite gradient into
+        a finite one; the unscaling comes before both, so that the clip bound applies to the
+        true gradient and an overflow of the scaled one is seen.
+        """
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if num_replicas > 1:
             grads = tf.distribute.get_replica_context().all_reduce(
                 tf.distribute.ReduceOp.SUM, grads
             )
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            inverse = 1.0 / optimizer.dynamic_scale.value  # a power of two: exact
+            grads = [g * tf.cast(inverse, g.dtype) for g in grads]
+        finite = _all_finite(grads)
         if self.gradient_clip is not None:
             grads = [tf.clip_by_value(g, -self.gradient_clip, self.gradient_clip) for g in grads]
         if num_replicas > 1:
             grads = [g / num_replicas for g in grads]
-        return grads
+        return grads, finite
 
     def _sigma(self, step):
         return schedules.instance_noise_sigma(
@@ -562,6 +622,14 @@ def _conv_kernels(model):
     return kernels
 
 
+def _multi_worker(strategy):
+    """Whether `strategy` is a `MultiWorkerMirroredStrategy` over more than one worker."""
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
+    )
+
+
 def _sum_over_replicas(value):
     """All-reduce sum over the replicas (the value itself on one replica)."""
     if tf.distribute.get_strategy().num_replicas_in_sync == 1:
@@ -578,6 +646,43 @@ def _all_finite(tensors):
 def _update_mean(metric, value, weight):
     """Adds `value` to a `Mean` with weight 0 or 1 (a skipped step's NaN never enters)."""
     metric.update_state(tf.where(weight > 0, value, tf.zeros_like(value)), sample_weight=weight)
+
+
+def _loss_scaled(optimizer):
+    """`optimizer` wrapped in a `keras.optimizers.LossScaleOptimizer` (unless it is one)."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer
+    return keras.optimizers.LossScaleOptimizer(optimizer, name=f"{optimizer.name}_loss_scale")
+
+
+def _inner(optimizer):
+    """The optimizer that applies the (already unscaled) gradients."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.inner_optimizer
+    return optimizer
+
+
+def _update_loss_scale(optimizer, grads_finite, losses_finite):
+    """Updates a `LossScaleOptimizer`'s dynamic scale by its own rule; returns `overflow`.
+
+    The rule is Keras': halve the scale (and restart the count) after a step whose unscaled
+    gradients are not finite, double it after `dynamic_growth_steps` finite steps. The model
+    applies the gradients itself (it unscales before clipping), so it also keeps the scale, in
+    the optimizer's own variables. A step whose losses are not finite (bad input) leaves the
+    scale alone. `overflow` is True for a step skipped because of the scale: finite losses,
+    non-finite gradients and a scale still >= 1 (below 1 the scale cannot be the cause).
+    Returns False for any other optimizer.
+    """
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return tf.constant(False)
+    scale, counter = optimizer.dynamic_scale, optimizer.step_counter
+    old_scale, old_count = tf.identity(scale.value), tf.identity(counter.value)
+    grow = grads_finite & tf.equal(old_count, optimizer.dynamic_growth_steps - 1)
+    factor = tf.where(grads_finite, tf.where(grow, 2.0, 1.0), 0.5)
+    scale.assign(tf.where(losses_finite, old_scale * factor, old_scale))
+    new_count = tf.where(grads_finite & ~grow, old_count + 1, tf.zeros_like(old_count))
+    counter.assign(tf.where(losses_finite, new_count, old_count))
+    return losses_finite & ~grads_finite & (old_scale >= 1.0)
 
 
 def _apply_if(condition, optimizer, grads, variables):
