@@ -70,9 +70,10 @@ def step_flops(model, batch):
     return 3 * forward
 
 
-def matmul_flops_per_second(size=2048, repeats=20):
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
+def matmul_flops_per_second(size=2048, repeats=20, dtype=tf.float32):
+    """Measured FLOP/s of a chain of `size` x `size` matrix multiplications in `dtype`."""
+    a = tf.cast(tf.random.normal((size, size)), dtype)
+    b = tf.cast(tf.random.normal((size, size)), dtype)
 
     @tf.function
     def chain():
@@ -90,6 +91,32 @@ def matmul_flops_per_second(size=2048, repeats=20):
     return 4 * 2 * size**3 / statistics.median(times)
 
 
+def compiled_train_step(mode, backbone, image_size, batch, *, jit_compile="auto"):
+    """A compiled, warmed-up `UADAModel` train function on `batch`: returns `(step, flops)`,
+    `step()` running one training step and waiting for it."""
+    model = build_uada_model(mode, backbone, "dan", image_size=image_size)
+    model.compile(jit_compile=jit_compile)
+    model.make_train_function()
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+
+    def step():
+        model.train_function(iterator)["seg_loss"].numpy()
+
+    step()  # trace and warm up
+    return step, step_flops(model, batch)
+
+
+def time_round_robin(steps, repeats):
+    """Median seconds of each of `steps` (a dict of functions), called in turn each repeat."""
+    times = {key: [] for key in steps}
+    for _ in range(repeats):
+        for key, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backbone", default="resnet50")
@@ -101,20 +128,8 @@ def main():
 
     steps, flops = {}, {}
     for mode in ("multi_domain", "uada"):
-        model = build_uada_model(mode, args.backbone, "dan", image_size=image_size)
-        model.compile()
-        model.make_train_function()
-        iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
-        steps[mode] = (model, iterator)
-        flops[mode] = step_flops(model, batch)
-        model.train_function(iterator)["seg_loss"].numpy()  # trace and warm up
-
-    times = {mode: [] for mode in steps}
-    for _ in range(args.repeats):
-        for mode, (model, iterator) in steps.items():
-            start = time.perf_counter()
-            model.train_function(iterator)["seg_loss"].numpy()
-            times[mode].append(time.perf_counter() - start)
+        steps[mode], flops[mode] = compiled_train_step(mode, args.backbone, image_size, batch)
+    times = time_round_robin(steps, args.repeats)
     peak = matmul_flops_per_second()
 
     print(f"backbone={args.backbone} image_size={args.image_size} batch=2+2 "
@@ -122,9 +137,9 @@ def main():
     print("| mode | step s (median) | ratio to multi_domain | GFLOP per step | GFLOP/s | "
           "fraction of matmul FLOP/s |")  # fmt: skip
     print("|---|---|---|---|---|---|")
-    base = statistics.median(times["multi_domain"])
+    base = times["multi_domain"]
     for mode in steps:
-        seconds = statistics.median(times[mode])
+        seconds = times[mode]
         rate = flops[mode] / seconds
         print(f"| {mode} | {seconds:.3f} | {seconds / base:.3f} | {flops[mode] / 1e9:.1f} | "
               f"{rate / 1e9:.1f} | {rate / peak:.2f} |")  # fmt: skip
