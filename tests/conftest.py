@@ -18,7 +18,7 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
 
-# Real dataset samples live in shared/fixtures beside the repository (see shared/fixtures/README.md).
+# Real dataset samples live in shared/fixtures beside the repository (shared/fixtures/README.md).
 FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
@@ -26,8 +26,22 @@ FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 def fixtures_dir():
     """The folder of real dataset files; the test is skipped (with the reason) if it is absent."""
     if not FIXTURES.is_dir():
-        pytest.skip(f"shared fixtures not found beside the repository (looked for {FIXTURES.name}/)")
+        pytest.skip(f"shared fixtures not found beside the repository (looked for {FIXTURES})")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One `MirroredStrategy` over the two logical CPU devices, shared by every test.
+
+    Strategies created one after another in a process start their collective instance keys at
+    the same value, so a second strategy's all-reduce can meet the first one's cached collective
+    of another shape ("Shape mismatch in the collective instance"); one shared strategy avoids it.
+    """
+    devices = [device.name for device in tf.config.list_logical_devices("CPU")][:2]
+    if len(devices) < 2:
+        pytest.skip("needs the two logical CPU devices configured in conftest")
+    return tf.distribute.MirroredStrategy(devices)
 
 
 @pytest.fixture(autouse=True)

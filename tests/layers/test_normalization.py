@@ -228,10 +228,7 @@ def test_mixed_precision(policy, tol, cls):
 @pytest.mark.parametrize(
     "cls", [layers.DomainAgnosticNormalization, layers.SplitBatchNormalization]
 )
-def test_synchronized_mirrored_strategy_equals_single_device(cls):
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    if len(devices) < 2:
-        pytest.skip("needs the two logical CPU devices configured in conftest")
+def test_synchronized_mirrored_strategy_equals_single_device(cls, mirrored_strategy):
     per_replica, ns = 4, 2
     x = _data(shape=(2 * per_replica, 5, 7, 4))
     x[[2, 3, 6, 7]] = x[[2, 3, 6, 7]] * 3.0 + 2.0  # the target samples look different
@@ -246,7 +243,7 @@ def test_synchronized_mirrored_strategy_equals_single_device(cls):
     ref_out = _grads(ref, x[order], weights[order], num_source=2 * ns)
     y_ref, gx_ref = ref_out[0][inverse], ref_out[1][inverse]
 
-    strategy = tf.distribute.MirroredStrategy(devices)
+    strategy = mirrored_strategy
     with strategy.scope():
         layer = _built(cls(synchronized=True), x, gamma, beta)
 

@@ -149,10 +149,12 @@ def test_two_worker_multi_worker_mirrored_matches_a_single_process(tmp_path):
         _assert_same_training(reference, history, reference_history, variables)
 
 
-def test_mirrored_fit_on_the_distributed_dataset_matches_a_single_device_step():
+def test_mirrored_fit_on_the_distributed_dataset_matches_a_single_device_step(mirrored_strategy):
     source, labels, target = _examples(2)
-    strategy = distribute.get_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
-    assert strategy.num_replicas_in_sync == 2
+    made = distribute.get_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
+    assert isinstance(made, tf.distribute.MirroredStrategy) and made.num_replicas_in_sync == 2
+    # Run on the session's shared strategy (see tests/conftest.py: one strategy per process).
+    strategy = mirrored_strategy
     data = distribute.distributed_train_dataset(
         strategy, *_datasets(source, labels, target), batch_size=1, augment=False, shuffle_buffer=1
     )

@@ -219,7 +219,7 @@ def test_a_nan_step_is_skipped_and_counted_then_training_stops():
     assert int(model._consecutive_skips.numpy()) == 0
 
 
-def test_one_step_under_mirrored_strategy_matches_a_single_device_step():
+def test_one_step_under_mirrored_strategy_matches_a_single_device_step(mirrored_strategy):
     # Two replicas, each [2 source ; 2 target], synchronized DAN == one device on
     # [4 source ; 4 target]: statistics over all source samples, seg loss over all valid pixels.
     (source, labels), target = _batch(0, num_source=4, num_target=4)
@@ -227,7 +227,7 @@ def test_one_step_under_mirrored_strategy_matches_a_single_device_step():
     options = {"noise_sigma": 0.0, "lambda_conf": 0.5}
     reference = _model(**options)
     reference.compile()
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy
     with strategy.scope():
         distributed = _model(**options)
         distributed.compile()
