@@ -63,6 +63,8 @@ class Cell:
 
 @dataclasses.dataclass(frozen=True)
 class Table:
+    """A table of the paper: its rows of cells, in the paper's layout and numbering."""
+
     number: int
     title: str
     row_header: str
@@ -92,7 +94,7 @@ TABLES = {
                 _same_run("table1_dan_multi_domain", ("source", "target"), (61.9, 35.0)),
             ),
         ),
-    ),  # fmt: skip
+    ),
     2: Table(
         2,
         "Table 2: normalization layers, GTA5 -> Cityscapes, tested on Cityscapes (% mIoU)",
@@ -114,7 +116,7 @@ TABLES = {
                 ("DAN", "dan", 34.8, 38.2),
             )
         ),
-    ),  # fmt: skip
+    ),
     3: Table(
         3,
         "Table 3: weight lambda of the confusion loss, UADA with DAN, tested on the target "
@@ -141,7 +143,7 @@ TABLES = {
                 ("1e-1", 34.6, None),
             )
         ),
-    ),  # fmt: skip
+    ),
     4: Table(
         4,
         "Table 4: GTA5 -> Cityscapes with DAN, tested on every domain (% mIoU)",
@@ -165,7 +167,7 @@ TABLES = {
                 ),
             ),
         ),
-    ),  # fmt: skip
+    ),
     6: Table(
         6,
         "Table 6: Cityscapes -> Mapillary with DAN, tested on every domain (% mIoU)",
@@ -190,7 +192,7 @@ TABLES = {
             ),
         ),
         demo=False,
-    ),  # fmt: skip
+    ),
 }
 
 
