@@ -16,12 +16,12 @@ distinct configuration among the cells, one run:
 Workdirs are `WORKDIR_ROOT/<experiment name>` (the default of `python -m uada.train`); experiments
 with the same configuration (e.g. Table 2's DAN/UADA and Table 4's UADA) share one run. The table
 is printed as Markdown in the paper's layout, with the paper's number and the measured one side by
-side, and written to `--output` (default `WORKDIR_ROOT/[demo/]table<N>.md`).
+side, and written to `--output` (default `WORKDIR_ROOT/[demo_tables/]table<N>.md`).
 
 `--demo`: each experiment is mapped to the built-in demo domains and small settings: the flags of
 `experiments/demo.flags` (demo_source -> demo_target, unseen demo_unseen, the small backbone,
 128x256, 2000 steps) with the experiment's `--mode`, `--norm` and `--lambda_conf`; workdirs
-`WORKDIR_ROOT/demo/<mode>_<norm>[_lambda<lambda>]`. GTA5 maps to demo_source, Cityscapes to
+`WORKDIR_ROOT/demo_tables/<mode>_<norm>[_lambda<lambda>]`. GTA5 maps to demo_source, Cityscapes to
 demo_target and Mapillary to demo_unseen; the demo has no second unseen domain (ApolloScape's
 cells stay empty). Table 3's Cityscapes -> Mapillary column and Table 6 (Cityscapes -> Mapillary)
 have no demo analogue: the demo's only labelled training domain pair is demo_source ->
@@ -45,6 +45,8 @@ from uada import train_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEMO_FLAGFILE = "experiments/demo.flags"
+# Beside, not inside, the quick start's workdir `workdirs/demo`.
+DEMO_DIR = "demo_tables"
 CONVENTIONS = {"official": "miou", "original": "miou_19"}
 
 
@@ -308,7 +310,7 @@ def plan(table, *, demo=False, workdir_root="workdirs", overrides=()):
             argv = experiment_argv(cell.experiment, demo=demo, overrides=overrides)
             config = parse_config(argv)
             if demo:
-                workdir = os.path.join(workdir_root, "demo", _demo_workdir_name(config))
+                workdir = os.path.join(workdir_root, DEMO_DIR, _demo_workdir_name(config))
             else:
                 workdir = os.path.join(workdir_root, cell.experiment)
             run = by_config.get(config)
@@ -454,7 +456,7 @@ def reproduce(table, *, demo=False, workdir_root="workdirs", overrides=(), dry_r
     if dry_run:
         return "\n".join(lines) + "\n"
     text = render(table, run_all(runs), convention=convention, demo=demo)
-    output = output or os.path.join(workdir_root, "demo" if demo else "", f"table{table}.md")
+    output = output or os.path.join(workdir_root, DEMO_DIR if demo else "", f"table{table}.md")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as f:
         f.write(text + "\nRuns:\n\n" + "\n".join(f"    {line}" for line in lines) + "\n")
@@ -484,7 +486,10 @@ def define_flags(flag_values=flags.FLAGS):
         "convention", "official", list(CONVENTIONS), "mIoU convention.", flag_values=fv
     )
     flags.DEFINE_string(
-        "output", None, "Markdown file; default WORKDIR_ROOT/[demo/]table<N>.md.", flag_values=fv
+        "output",
+        None,
+        "Markdown file; default WORKDIR_ROOT/[demo_tables/]table<N>.md.",
+        flag_values=fv,
     )
 
 

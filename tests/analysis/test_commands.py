@@ -123,7 +123,10 @@ def test_plan_shares_runs_and_maps_demo_experiments():
         "demo_source", "demo_target", ("demo_unseen",))  # fmt: skip
     assert (run.config.mode, run.config.norm, run.config.backbone) == (
         "uada", "split_batch", "resnet_tiny")  # fmt: skip
-    assert run.config.train_steps == 10 and run.workdirs[0] == "w/demo/uada_split_batch_lambda0.01"
+    assert (
+        run.config.train_steps == 10
+        and run.workdirs[0] == "w/demo_tables/uada_split_batch_lambda0.01"
+    )
     # Table 3 without --demo: lambda 1e-2 is the run of Table 4 and Table 2 as well.
     runs = reproduce.plan(3, workdir_root="w")
     shared = runs["table3_gta5_cityscapes_lambda_1e-2"]
@@ -142,7 +145,9 @@ def test_plan_shares_runs_and_maps_demo_experiments():
 def test_dry_run_command():
     result = run_command("uada.reproduce", "--table=1", "--demo", "--dry_run",
                          "--workdir_root=nowhere", "--set=train_steps=7")  # fmt: skip
-    assert "train  nowhere/demo/multi_domain_batch  (table1_bn_multi_domain)" in result.stdout
+    assert (
+        "train  nowhere/demo_tables/multi_domain_batch  (table1_bn_multi_domain)" in result.stdout
+    )
     assert "--mode=multi_domain --norm=batch --lambda_conf=0.01 --train_steps=7" in result.stdout
     bad = run_command("uada.reproduce", "--table=6", "--demo", check=False)
     assert bad.returncode != 0 and "no demo analogue" in bad.stderr
@@ -164,7 +169,7 @@ def test_reproduce_reuses_a_finished_run_and_trains_the_rest(smoke_run, tmp_path
     overrides = _smoke_overrides(smoke_run.config)
     root = tmp_path / "workdirs"
     # The smoke run is Table 4's UADA row on the demo (with the smoke settings): reused as is.
-    shutil.copytree(smoke_run.workdir, root / "demo" / "uada_dan_lambda0.01")
+    shutil.copytree(smoke_run.workdir, root / "demo_tables" / "uada_dan_lambda0.01")
     plan = reproduce.describe(reproduce.plan(4, demo=True, workdir_root=str(root),
                                              overrides=overrides))  # fmt: skip
     assert plan[0].startswith("train ") and plan[1].startswith("reuse ")
@@ -174,8 +179,8 @@ def test_reproduce_reuses_a_finished_run_and_trains_the_rest(smoke_run, tmp_path
     assert f"| 38.2 | {expected:.1f} |" in uada_row
     assert uada_row.endswith("| 27.4 | - |")  # the demo has no second unseen domain
     # The source-only run was trained and is now reused.
-    assert (root / "demo" / "source_only_dan" / "eval_384x768.json").is_file()
-    assert (root / "demo" / "table4.md").read_text().startswith(text)
+    assert (root / "demo_tables" / "source_only_dan" / "eval_384x768.json").is_file()
+    assert (root / "demo_tables" / "table4.md").read_text().startswith(text)
     plan = reproduce.describe(reproduce.plan(4, demo=True, workdir_root=str(root),
                                              overrides=overrides))  # fmt: skip
     assert all(line.startswith("reuse ") for line in plan)
