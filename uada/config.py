@@ -24,6 +24,8 @@ NORMS = ("none", "batch", "instance", "split_batch", "dan")
 BACKBONES = ("resnet50", "resnet_tiny")
 OUTPUT_STRIDES = (8, 16, 32)
 RESOLUTIONS = ("384x768", "full")
+STRATEGIES = ("default", "mirrored", "multi_worker")  # uada.distribute.STRATEGIES
+PRECISIONS = ("none", "mixed_bfloat16", "mixed_float16")  # uada.precision.PRECISIONS
 # Real datasets and the built-in demo domains (`uada.data.demo`), by the name a flag takes.
 DATASETS = ("gta5", "cityscapes", "mapillary", "apolloscape", "demo_source", "demo_target",
             "demo_unseen")  # fmt: skip
@@ -70,6 +72,15 @@ class Config:
         ramp_epochs: epochs of G steps before the confusion loss is switched on.
         steps_per_epoch: G steps per epoch; 0 to compute it from the smallest training dataset.
 
+    Speed and scale (`uada.distribute`, `uada.precision`; BENCHMARKS.md):
+        strategy: `"default"` (one device), `"mirrored"` (all local GPUs, else the local CPU
+            devices) or `"multi_worker"` (`MultiWorkerMirroredStrategy` from `TF_CONFIG`). Each
+            replica takes `batch_size` source + `batch_size` target images, source first; the
+            normalization statistics are synchronized over the replicas.
+        mixed_precision: `"none"`, `"mixed_bfloat16"` or `"mixed_float16"` (loss scaling of
+            both optimizers).
+        jit_compile: XLA-compile the training step.
+
     Bookkeeping:
         seed: seeds initialization, data order and augmentation.
         deterministic: TensorFlow op determinism (exact reruns and resumption; slower).
@@ -109,6 +120,10 @@ class Config:
     lr_decay_factor: float = 0.5
     ramp_epochs: float = 1.0
     steps_per_epoch: int = 0
+
+    strategy: str = "default"
+    mixed_precision: str = "none"
+    jit_compile: bool = False
 
     seed: int = 0
     deterministic: bool = False

@@ -5,7 +5,7 @@ Strategies (`get_strategy`):
 | name | replicas |
 |---|---|
 | `"default"` | one: the default strategy (one device, no all-reduce) |
-| `"mirrored"` | `MirroredStrategy` over all local GPUs (or the given devices; the CPU if no GPU) |
+| `"mirrored"` | `MirroredStrategy`: all local GPUs, the given devices, or the local CPU devices |
 | `"multi_worker"` | `MultiWorkerMirroredStrategy`: the `TF_CONFIG` workers' GPUs (or CPUs) |
 
 Create the strategy first thing in the program (before any other TensorFlow op; for
@@ -69,6 +69,9 @@ def get_strategy(name="default", devices=None):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        if devices is None and not tf.config.list_logical_devices("GPU"):
+            # No GPU: every local (logical) CPU device is a replica; normally just one.
+            devices = [device.name for device in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     tf_config_cluster(os.environ.get("TF_CONFIG"))
     return tf.distribute.MultiWorkerMirroredStrategy()
@@ -145,7 +148,8 @@ def distribute_dataset(strategy, dataset_fn):
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def distributed_train_dataset(strategy, source, target=None, *, batch_size=2, seed=0, **kwargs):
+def distributed_train_dataset(strategy, source, target=None, *, batch_size=2, seed=0,
+                              skip_steps=0, **kwargs):  # fmt: skip
     """`uada.data.pipeline.train_dataset` distributed with source-first per-replica batches.
 
     Each worker reads the shard `input_pipeline_id` of `num_input_pipelines` of both domains
@@ -160,6 +164,9 @@ def distributed_train_dataset(strategy, source, target=None, *, batch_size=2, se
         batch_size: images per domain *per replica* (the global batch is `batch_size` times
             `strategy.num_replicas_in_sync` per domain). Defaults to 2.
         seed: the base seed (a Python int).
+        skip_steps: training steps already taken: each input pipeline skips the elements its
+            replicas consumed in them. The streams are deterministic from `seed`, so this resumes
+            exactly where a run stopped (tf.distribute's iterators cannot be checkpointed).
         **kwargs: the other arguments of `train_dataset` (`augment`, `image_size`,
             `shuffle_buffer`, `symbolic_checkpoint`).
 
@@ -178,12 +185,15 @@ def distributed_train_dataset(strategy, source, target=None, *, batch_size=2, se
                 return dataset
             return dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
 
-        return pipeline.train_dataset(
+        dataset = pipeline.train_dataset(
             shard(source),
             shard(target),
             batch_size=batch_size,
             seed=seed * context.num_input_pipelines + context.input_pipeline_id,
             **kwargs,
         )
+        # Each step, the pipeline's local replicas take one per-replica batch each.
+        local_replicas = strategy.num_replicas_in_sync // context.num_input_pipelines
+        return dataset.skip(skip_steps * local_replicas) if skip_steps else dataset
 
     return distribute_dataset(strategy, dataset_fn)

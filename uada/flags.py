@@ -143,6 +143,20 @@ def define_train_flags(flag_values=flags.FLAGS):
         flag_values=fv,
     )  # fmt: skip
 
+    # Speed and scale.
+    flags.DEFINE_enum(
+        "strategy", d.strategy, config_lib.STRATEGIES,
+        "tf.distribute strategy: one device, all local GPUs (mirrored), or TF_CONFIG's workers.",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_enum(
+        "mixed_precision", d.mixed_precision, config_lib.PRECISIONS,
+        "Compute precision (variables stay float32; float16 uses loss scaling).", flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_boolean(
+        "jit_compile", d.jit_compile, "XLA-compile the training step.", flag_values=fv
+    )
+
     # Bookkeeping.
     flags.DEFINE_integer("seed", d.seed, "Random seed.", flag_values=fv)
     flags.DEFINE_boolean(

@@ -8,8 +8,13 @@ In this order:
 2. Op determinism (`--deterministic`) and the seed are set; the demo domains are generated if the
    run uses them; the datasets are prepared (TFDS) and the training stream is built
    (`uada.data.pipeline.train_dataset`).
-3. The model (`uada.models.build_uada_model`) is compiled with two SGD optimizers (lr schedule of
-   SPEC §4).
+3. The model (`uada.models.build_uada_model`) is built under the `--strategy`'s scope with the
+   `--mixed_precision` policy (`uada.distribute`, `uada.precision`) and compiled with two SGD
+   optimizers (lr schedule of SPEC §4; XLA with `--jit_compile`). With R replicas each replica
+   takes its own source-first `batch_size + batch_size` batch, so a step sees R times the images
+   and an epoch has R times fewer steps. Under `"multi_worker"`, only the chief (worker 0) writes
+   the workdir; the other workers save their (identical) checkpoints into a scratch folder, as
+   `tf.distribute` requires every worker to take part in a save.
 4. The latest checkpoint of `WORKDIR/checkpoints` is restored: model, both optimizers, the step and
    the data iterator's position (everything a step depends on: the instance noise and the
    augmentation are functions of the step and of the data position), so a resumed run continues
@@ -48,6 +53,7 @@ from tensorflow.core.framework import summary_pb2
 from tensorflow.python.training import checkpoint_state_pb2
 
 from uada import config as config_lib
+from uada import distribute, precision
 from uada import domains as domains_lib
 from uada.data import labels as labels_lib
 from uada.data import pipeline
@@ -163,12 +169,14 @@ def _optimizer(config, steps_per_epoch, name):
 
 
 def compile_model(model, config, steps_per_epoch):
-    """Compiles `model` with the SGD optimizers of SPEC §4 (one for G, one for D in UADA)."""
+    """Compiles `model` with the SGD optimizers of SPEC §4 (one for G, one for D in UADA);
+    XLA when `config.jit_compile`."""
     model.compile(
         seg_optimizer=_optimizer(config, steps_per_epoch, "seg_sgd"),
         domain_optimizer=(
             _optimizer(config, steps_per_epoch, "domain_sgd") if config.mode == "uada" else None
         ),
+        jit_compile=config.jit_compile,
     )
 
 
@@ -304,7 +312,11 @@ def train_and_evaluate(config, workdir):
     """
     from uada import evaluate as evaluate_lib  # evaluation sits downstream of training
 
-    write_config(config, workdir)
+    # The strategy comes first: MultiWorkerMirroredStrategy must exist before any other op.
+    strategy = distribute.get_strategy(config.strategy)
+    chief = _is_chief(strategy)
+    if chief:
+        write_config(config, workdir)
     prefix = latest_checkpoint(workdir)  # a corrupt state stops the run before anything is built
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -313,48 +325,87 @@ def train_and_evaluate(config, workdir):
 
     source = domains_lib.get_domain(config.source, config)
     target = domains_lib.get_domain(config.target, config)
-    steps_per_epoch = config.steps_per_epoch or _steps_per_epoch(config, source, target)
+    replicas = strategy.num_replicas_in_sync
+    steps_per_epoch = config.steps_per_epoch or _steps_per_epoch(config, source, target, replicas)
     total_steps = config.train_steps or max(1, int(round(config.epochs * steps_per_epoch)))
-    logging.info("Training %d G steps (%d per epoch).", total_steps, steps_per_epoch)
+    logging.info(
+        "Training %d G steps (%d per epoch) on %d replica(s), %s precision.",
+        total_steps, steps_per_epoch, replicas, config.mixed_precision,
+    )  # fmt: skip
 
-    model = build_model(config, steps_per_epoch)
-    compile_model(model, config, steps_per_epoch)
-    dataset = pipeline.train_dataset(
-        domains_lib.load(source, source.train_split, config, for_training=True),
-        (
-            None
-            if config.mode == "source_only"
-            else domains_lib.load(target, target.train_split, config, for_training=True)
-        ),
+    precision.set_precision(config.mixed_precision)
+    with strategy.scope():
+        model = build_model(config, steps_per_epoch)
+        compile_model(model, config, steps_per_epoch)
+    source_data = domains_lib.load(source, source.train_split, config, for_training=True)
+    target_data = (
+        None
+        if config.mode == "source_only"
+        else domains_lib.load(target, target.train_split, config, for_training=True)
+    )
+    stream_options = dict(
         batch_size=config.batch_size,
         seed=config.seed,
         augment=config.augment,
         image_size=tuple(config.image_size),
         shuffle_buffer=config.shuffle_buffer,
     )
-    iterator = iter(dataset)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     trackables = {"model": model, "seg_optimizer": model.seg_optimizer, "step": step}
     if model.domain_optimizer is not None:
         trackables["domain_optimizer"] = model.domain_optimizer
-    trackables["data_iterator"] = iterator
+    if replicas == 1:  # the iterator's position is checkpointed with the model
+        iterator = iter(pipeline.train_dataset(source_data, target_data, **stream_options))
+        trackables["data_iterator"] = iterator
     checkpoint = tf.train.Checkpoint(**trackables)
     manager = tf.train.CheckpointManager(
-        checkpoint, checkpoint_dir(workdir), max_to_keep=config.keep_checkpoints
+        checkpoint,
+        checkpoint_dir(workdir) if chief else _scratch_dir(workdir, strategy),
+        max_to_keep=config.keep_checkpoints,
     )
     if prefix is not None:
         restore(checkpoint, prefix)
         logging.info("Resumed from %s at step %d.", prefix, int(step.numpy()))
+    if replicas > 1:
+        # Per-replica source-first batches (uada.distribute). A distributed iterator cannot be
+        # checkpointed: the deterministic streams skip what the restored steps consumed.
+        iterator = iter(
+            distribute.distributed_train_dataset(
+                strategy, source_data, target_data, skip_steps=int(step.numpy()), **stream_options
+            )
+        )
 
-    _train_loop(model, config, workdir, iterator, step, total_steps, manager)
+    _train_loop(
+        model, config, workdir if chief else _scratch_dir(workdir, strategy), iterator, step,
+        total_steps, manager,
+    )  # fmt: skip
+    if not chief:
+        return {}  # the chief evaluates and writes the results
     return evaluate_lib.evaluate(config, workdir, model=model, print_table=True)
 
 
-def _steps_per_epoch(config, source, target):
-    """G steps per epoch: one pass over the smallest training dataset (SPEC §4)."""
+def _steps_per_epoch(config, source, target, replicas=1):
+    """G steps per epoch: one pass over the smallest training dataset (SPEC §4); a step takes
+    `batch_size` images per domain on each of `replicas` replicas."""
     sizes = [domains_lib.num_examples(source, source.train_split, config)]
     sizes.append(domains_lib.num_examples(target, target.train_split, config))
-    return max(1, min(sizes) // config.batch_size)
+    return max(1, min(sizes) // (config.batch_size * replicas))
+
+
+def _is_chief(strategy):
+    """Whether this process writes the workdir (always, except non-chief multi-workers)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    return resolver.task_type in (None, "chief") or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+    )
+
+
+def _scratch_dir(workdir, strategy):
+    """Where a non-chief worker writes its copy of each checkpoint (never read back)."""
+    resolver = strategy.cluster_resolver
+    return os.path.join(workdir, "scratch", f"{resolver.task_type}_{resolver.task_id}")
 
 
 def _train_loop(model, config, workdir, iterator, step, total_steps, manager):
