@@ -22,7 +22,7 @@ import json
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from uada import config as config_lib
 from uada import domains as domains_lib
@@ -108,6 +108,13 @@ def retrieval(workdirs, output, *, names=None, domain_source=None, domain_target
             seed=seed,
         )
         source, target = samples["source"], samples["target"]
+        n_s, n_t = len(source["vectors"]), len(target["vectors"])
+        if n_s != n_t:
+            logging.warning(
+                "%s: %d source and %d target vectors; perfect alignment is then k * %d / %d, not "
+                "k / 2 (pass --num_vectors=%d for equal counts).",
+                name, n_s, n_t, n_s, n_s + n_t - 1, min(n_s, n_t),
+            )  # fmt: skip
         curves[name] = retrieval_lib.retrieval_curve(
             source["vectors"], target["vectors"], max_k=max_k
         )
