@@ -30,6 +30,7 @@ from absl import app, logging
 from uada import domains as domains_lib
 from uada import metrics, train_lib
 from uada.data import pipeline
+from uada.train_lib import load_model
 
 
 def evaluate(config, workdir, domains=None, *, checkpoint=None, resolution=None,
@@ -88,26 +89,6 @@ def evaluate(config, workdir, domains=None, *, checkpoint=None, resolution=None,
         print(f"\n{title}, written to {output_json}\n\n{table}\n")
         sys.stdout.flush()
     return results
-
-
-def load_model(config, workdir, checkpoint=None):
-    """Builds the run's `UADAModel` and restores it for inference.
-
-    Args:
-        config: the run's `Config` (`train_lib.load_config(workdir)`).
-        workdir: the run's directory.
-        checkpoint: a checkpoint prefix; `None` for the workdir's latest.
-
-    Returns:
-        `(model, prefix)`: the restored model and the checkpoint it was restored from.
-
-    Raises:
-        FileNotFoundError: the workdir has no checkpoint.
-        CorruptCheckpointError: the checkpoint cannot be read.
-    """
-    model = train_lib.build_model(config)
-    prefix = train_lib.restore_model(model, workdir, checkpoint)
-    return model, prefix
 
 
 def _eval_batches(dataset, config, resolution):

@@ -31,8 +31,7 @@ def export(config, workdir, output, *, checkpoint=None, model=None):
         model: an already restored `UADAModel`, else one is built and restored.
     """
     if model is None:
-        model = train_lib.build_model(config)
-        train_lib.restore_model(model, workdir, checkpoint)
+        model, _ = train_lib.load_model(config, workdir, checkpoint)
     segmenter = model.segmenter
     height, width = config.image_size
     archive = keras.export.ExportArchive()

@@ -67,8 +67,7 @@ def predict(config, workdir, inputs, output, *, checkpoint=None):
         raise ValueError(
             f"--input: several images share the names {duplicates}; outputs would clash."
         )
-    model = train_lib.build_model(config)
-    train_lib.restore_model(model, workdir, checkpoint)
+    model, _ = train_lib.load_model(config, workdir, checkpoint)
     os.makedirs(output, exist_ok=True)
     written = []
     for file, stem in zip(files, stems, strict=True):

@@ -17,7 +17,6 @@ from absl import app, flags
 
 from uada import config as config_lib
 from uada import domains as domains_lib
-from uada import evaluate as evaluate_lib
 from uada import train_lib
 from uada.analysis import figures
 from uada.data import pipeline
@@ -85,7 +84,7 @@ def predict_grid(source_only_workdir, adapted_workdir, domain, indices, output, 
     for name, workdir, config in zip(
         names, (source_only_workdir, adapted_workdir), configs, strict=True
     ):
-        model, _ = evaluate_lib.load_model(config, workdir)
+        model, _ = train_lib.load_model(config, workdir)
         predictions[name] = np.asarray(model.predict_labels(images))
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     return figures.prediction_grid(

@@ -4,7 +4,7 @@
         [--domain_source=demo_source] [--domain_target=demo_target] [--num_vectors=5000] \
         [--positions_per_image=10] [--seed=0] [--max_k=49]
 
-For each run, the model of the workdir's latest checkpoint (`uada.evaluate.load_model`) computes
+For each run, the model of the workdir's latest checkpoint (`uada.train_lib.load_model`) computes
 `Z = R(X)` in inference mode on the validation splits of the source and target domains (default:
 each run's own), and `uada.analysis.retrieval` draws `--positions_per_image` random positions per
 image, up to `--num_vectors` per domain, and counts for `k = 1..max_k` the source vectors among
@@ -26,7 +26,6 @@ from absl import app, flags, logging
 
 from uada import config as config_lib
 from uada import domains as domains_lib
-from uada import evaluate as evaluate_lib
 from uada import train_lib
 from uada.analysis import retrieval as retrieval_lib
 from uada.data import pipeline
@@ -50,7 +49,7 @@ def run_vectors(workdir, *, domain_source=None, domain_target=None, num_vectors=
         (with `p_target` where the run has a domain classifier).
     """
     config = train_lib.load_config(workdir)
-    model, _ = evaluate_lib.load_model(config, workdir, checkpoint)
+    model, _ = train_lib.load_model(config, workdir, checkpoint)
     domains_lib.ensure_demo(config)
     samples = {}
     for role, name in (

@@ -282,6 +282,26 @@ def restore_model(model, workdir, checkpoint=None):
     return prefix
 
 
+def load_model(config, workdir, checkpoint=None):
+    """Builds the run's `UADAModel` and restores it for inference.
+
+    Args:
+        config: the run's `Config` (`train_lib.load_config(workdir)`).
+        workdir: the run's directory.
+        checkpoint: a checkpoint prefix; `None` for the workdir's latest.
+
+    Returns:
+        `(model, prefix)`: the restored model and the checkpoint it was restored from.
+
+    Raises:
+        FileNotFoundError: the workdir has no checkpoint.
+        CorruptCheckpointError: the checkpoint cannot be read.
+    """
+    model = build_model(config)
+    prefix = restore_model(model, workdir, checkpoint)
+    return model, prefix
+
+
 def _pause_in_save_hook(workdir, step):
     """The test hook of `_PAUSE_IN_SAVE_ENV` (see there), as a checkpoint write callback."""
     pause_step = os.environ.get(_PAUSE_IN_SAVE_ENV)

@@ -92,9 +92,7 @@ def lookup_table(name):
         A `np.ndarray` of shape `(256,)` and dtype uint8; unmapped values are 255.
     """
     if name not in _TABLES:
-        raise ValueError(
-            f"`name` must be one of {sorted(_TABLES)}. Received: name={name!r}"
-        )
+        raise ValueError(f"`name` must be one of {sorted(_TABLES)}. Received: name={name!r}")
     table = np.full((256,), IGNORE_LABEL, dtype=np.uint8)
     for raw, train_id in _TABLES[name].items():
         table[raw] = train_id
