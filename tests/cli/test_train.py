@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO
+from conftest import REPO, parse_train_flags
 
 from uada import train_lib
 from uada.data.labels import CLASS_NAMES
@@ -21,7 +21,8 @@ def test_smoke_run_trains_checkpoints_and_evaluates(smoke_run):
     workdir, config = smoke_run.workdir, smoke_run.config
     assert train_lib.latest_checkpoint(workdir).endswith("ckpt-4")
     assert train_lib.load_config(workdir) == config
-    assert os.path.exists(os.path.join(workdir, "flags.txt"))
+    # flags.txt is a flagfile that reproduces the run's config exactly.
+    assert parse_train_flags(f"--flagfile={os.path.join(workdir, 'flags.txt')}") == config
     assert tf.io.gfile.glob(os.path.join(workdir, "train", "events.out.tfevents.*"))
     with open(os.path.join(workdir, "eval_384x768.json")) as f:
         results = json.load(f)
