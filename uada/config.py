@@ -63,7 +63,7 @@ class Config:
         demo_train_images, demo_val_images: size of the generated demo domains (target train and
             val; the source gets train + val frames, split 3:1 by the GTA5 builder).
 
-    Optimization (SPEC §4):
+    Optimization (the paper's experimental setup; docs/FIDELITY.md, *Training*):
         epochs: training length in epochs of the smallest training dataset, used when
             `train_steps` is 0.
         train_steps: total G steps; 0 for `epochs` epochs.

@@ -1,4 +1,5 @@
-"""Per-domain, per-class IoU and mIoU of a trained run (SPEC §6).
+"""Per-domain, per-class IoU and mIoU of a trained run (the paper's Tables 1-6;
+docs/FIDELITY.md, *Evaluation*).
 
     python -m uada.evaluate --workdir=DIR [--domains=cityscapes,mapillary] \
         [--checkpoint=DIR/checkpoints/ckpt-25279] [--resolution=384x768|full] [--output_json=PATH]

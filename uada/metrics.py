@@ -1,4 +1,5 @@
-"""Segmentation metrics: the confusion matrix, per-class IoU and mIoU in both conventions (SPEC §6).
+"""Segmentation metrics: the confusion matrix, per-class IoU and mIoU in both conventions
+(docs/FIDELITY.md, *Evaluation*).
 
 A confusion matrix `C[g, p]` counts the pixels of ground-truth class `g` predicted as class `p`,
 accumulated over every image of a split. Pixels whose ground truth is the ignore label (255) are

@@ -5,7 +5,7 @@
         [--output=table.md]
 
 Each table (`TABLES`) lists its cells: the experiment file (`experiments/<name>.flags`) whose run
-fills the cell, the domain the cell is tested on, and the paper's number (SPEC §7). For each
+fills the cell, the domain the cell is tested on, and the paper's number. For each
 distinct configuration among the cells, one run:
 
 - is reused if one of its workdirs holds a finished run of exactly that configuration (its

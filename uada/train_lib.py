@@ -10,11 +10,11 @@ In this order:
    (`uada.data.pipeline.train_dataset`).
 3. The model (`uada.models.build_uada_model`) is built under the `--strategy`'s scope with the
    `--mixed_precision` policy (`uada.distribute`, `uada.precision`) and compiled with two SGD
-   optimizers (lr schedule of SPEC §4; XLA with `--jit_compile`). With R replicas each replica
-   takes its own source-first `batch_size + batch_size` batch, so a step sees R times the images
-   and an epoch has R times fewer steps. Under `"multi_worker"`, only the chief (worker 0) writes
-   the workdir; the other workers save their (identical) checkpoints into a scratch folder, as
-   `tf.distribute` requires every worker to take part in a save.
+   optimizers (lr schedule: docs/FIDELITY.md, *Training*; XLA with `--jit_compile`). With R
+   replicas each replica takes its own source-first `batch_size + batch_size` batch, so a step
+   sees R times the images and an epoch has R times fewer steps. Under `"multi_worker"`, only
+   the chief (worker 0) writes the workdir; the other workers save their (identical) checkpoints
+   into a scratch folder, as `tf.distribute` requires every worker to take part in a save.
 4. The latest checkpoint of `WORKDIR/checkpoints` is restored: model, both optimizers, the step and
    the data iterator's position (everything a step depends on: the instance noise and the
    augmentation are functions of the step and of the data position), so a resumed run continues
@@ -169,7 +169,7 @@ def _optimizer(config, steps_per_epoch, name):
 
 
 def compile_model(model, config, steps_per_epoch):
-    """Compiles `model` with the SGD optimizers of SPEC §4 (one for G, one for D in UADA);
+    """Compiles `model` with the SGD optimizers of the paper's setup (one for G, one for D in UADA);
     XLA when `config.jit_compile`."""
     model.compile(
         seg_optimizer=_optimizer(config, steps_per_epoch, "seg_sgd"),
@@ -405,8 +405,8 @@ def train_and_evaluate(config, workdir):
 
 
 def _steps_per_epoch(config, source, target, replicas=1):
-    """G steps per epoch: one pass over the smallest training dataset (SPEC §4); a step takes
-    `batch_size` images per domain on each of `replicas` replicas."""
+    """G steps per epoch: one pass over the smallest training dataset (the paper's epoch); a
+    step takes `batch_size` images per domain on each of `replicas` replicas."""
     sizes = [domains_lib.num_examples(source, source.train_split, config)]
     sizes.append(domains_lib.num_examples(target, target.train_split, config))
     return max(1, min(sizes) // (config.batch_size * replicas))

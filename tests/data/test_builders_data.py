@@ -13,7 +13,7 @@ from uada.data import builders
 from uada.data.builders import common
 from uada.data.labels import lookup_table
 
-# Hand-written label id -> train id for every id in the real GTA5 / Cityscapes fixtures (SPEC §5);
+# Hand-written label id -> train id for every id in the real GTA5 / Cityscapes fixtures;
 # ids not listed (0, 1, 4, 5, 6, 15, 34, ...) are 255.
 HAND_CITYSCAPES = {
     7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,

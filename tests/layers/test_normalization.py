@@ -1,4 +1,7 @@
-"""The normalization family against Keras BatchNormalization and hand-computed values (SPEC §2)."""
+"""The normalization family against Keras BatchNormalization and hand-computed values.
+
+The formulas are those of docs/FIDELITY.md, *Normalization*.
+"""
 
 import keras
 import numpy as np
@@ -87,7 +90,8 @@ def test_dan_mixed_batch_matches_source_only_and_formula(target_scale):
         y = dan(x, training=True, num_source=NUM_SOURCE).numpy()
         y_ref = bn(x[:NUM_SOURCE], training=True).numpy()
     np.testing.assert_allclose(y[:NUM_SOURCE], y_ref, atol=1e-5)
-    # Target rows: the formula of SPEC §2 with the current batch's source statistics.
+    # Target rows: the DAN formula (docs/FIDELITY.md, *Normalization*) with the current batch's
+    # source statistics.
     mean = x[:NUM_SOURCE].mean(axis=(0, 1, 2), dtype=np.float64)
     var = x[:NUM_SOURCE].var(axis=(0, 1, 2), dtype=np.float64)
     expected_t = _np_normalize(x[NUM_SOURCE:].astype(np.float64), mean, var, gamma, beta)

@@ -1,4 +1,6 @@
-"""Photometric augmentation of training images (SPEC §5), in pure, stateless TensorFlow ops.
+"""Photometric augmentation of training images, in pure, stateless TensorFlow ops.
+
+The augmentation is the original code's (docs/FIDELITY.md, *Data*).
 
 The original code augments both domains in two independent steps, and so does `augment`:
 
@@ -234,7 +236,7 @@ def random_blur(image, seed):
 
 
 def augment(image, seed):
-    """The training augmentation of SPEC §5: `random_color`, then `random_blur`.
+    """The training augmentation of the original code: `random_color`, then `random_blur`.
 
     Args:
         image: float32 `[H, W, 3]` RGB in [0, 255] (other dtypes are cast to float32).

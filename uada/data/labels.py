@@ -2,7 +2,7 @@
 
 Every dataset is mapped to the 19 Cityscapes train ids (0..18) through a lookup table of 256 entries
 indexed by the dataset's raw label value; every value that the table does not map (including values
-outside a dataset's own range, such as GTA5's 34) becomes `IGNORE_LABEL` (255). See SPEC §5.
+outside a dataset's own range, such as GTA5's 34) becomes `IGNORE_LABEL` (255).
 """
 
 import numpy as np

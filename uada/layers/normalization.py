@@ -10,7 +10,7 @@ NORMALIZATIONS = ("none", "batch", "instance", "split_batch", "dan")
 
 def get_normalization(norm, *, momentum=0.96, epsilon=1e-5, center=True, scale=True,
                       synchronized=False, axis=-1, **kwargs):  # fmt: skip
-    """Returns a new normalization layer of the kind `norm` (SPEC §2, the paper's Table 2).
+    """Returns a new normalization layer of the kind `norm` (the paper's Table 2).
 
     | norm | layer |
     |---|---|

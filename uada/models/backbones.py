@@ -4,9 +4,10 @@
 `"resnet_tiny"` of the same layout and layer names for demos and tests) and clones it with
 `keras.models.clone_model`:
 
-- output stride 8 (SPEC §3): the strides of `conv4_block1_{0,1}_conv` and `conv5_block1_{0,1}_conv`
-  become 1 and every 3x3 `conv4_*_2_conv` / `conv5_*_2_conv` gets dilation 2 / 4; output stride 16
-  changes conv5 only (dilation 2); output stride 32 is the original network;
+- output stride 8 (the paper's setup): the strides of `conv4_block1_{0,1}_conv` and
+  `conv5_block1_{0,1}_conv` become 1 and every 3x3 `conv4_*_2_conv` / `conv5_*_2_conv` gets
+  dilation 2 / 4; output stride 16 changes conv5 only (dilation 2); output stride 32 is the
+  original network;
 - every `BatchNormalization` becomes `uada.layers.get_normalization(norm, momentum=0.96,
   epsilon=1e-5)` under the same name, with the weights copied (gamma, beta and the moving
   statistics for `batch`, `split_batch` and `dan`; gamma and beta for `instance`; nothing for

@@ -3,7 +3,7 @@
     images --backbone--> features --extension--> Z --S--> logits at the input size
                                                    \\--D--> per-position domain logit
 
-`Z = R(images)` is `H/8 x W/8 x 256` at output stride 8 (SPEC §3).
+`Z = R(images)` is `H/8 x W/8 x 256` at output stride 8 (the paper's experimental setup).
 """
 
 import keras
@@ -52,7 +52,8 @@ def build_segmentation_head(num_classes=19, image_size=(384, 768), *, input_chan
         3x3 conv 256 -> 40 (no bias) -> DAN (beta only, eps 1e-3) -> SELU
         -> 1x1 conv -> num_classes -> 4x4 transposed conv, stride 2 -> bilinear resize to image_size
 
-    The DAN is used in every experiment, whatever R's normalization (SPEC §3). Called on source
+    The DAN is used in every experiment, whatever R's normalization, as in the
+    original code (docs/FIDELITY.md). Called on source
     samples only it is batch normalization over them, which is also what it computes for the
     source samples of a mixed batch (its statistics come from the source).
 

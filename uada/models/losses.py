@@ -1,4 +1,4 @@
-"""The losses of UADA training (SPEC §4, Eq. 2 of the paper).
+"""The losses of UADA training (Eq. 2 of the paper; docs/FIDELITY.md, *Training*).
 
 Every batch is laid out source first: the first `num_source` samples are source, the rest target.
 

@@ -1,8 +1,8 @@
 """Schedules of UADA training: learning rate, instance-noise sigma and the confusion-loss ramp.
 
-Steps are counted as in SPEC §4: an epoch is `steps_per_epoch` G steps (1487 = 2975 Cityscapes
-train images / 2 per step); the instance-noise step counts D steps and G steps together, as the
-original's global step did.
+Steps are counted as in docs/FIDELITY.md, *Training*: an epoch is `steps_per_epoch` G steps
+(1487 = 2975 Cityscapes train images / 2 per step); the instance-noise step counts D steps and
+G steps together, as the original's global step did.
 """
 
 import keras

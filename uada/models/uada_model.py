@@ -27,7 +27,7 @@ class UADAModel(keras.Model):
     training batch is `[x_s ; x_t]`: `num_source` labelled source images then the unlabelled target
     images; R is called inside `uada.layers.domain_split(num_source)` so that every normalization
     knows the split (DAN takes its statistics from the source part). One forward pass of R serves
-    both updates of a step (Eq. 2 of the paper, SPEC §4):
+    both updates of a step (Eq. 2 of the paper):
 
         D step: min over theta_d of L_dom(D(sg(Z) + sigma * n1))
         G step: min over theta_r, theta_s of
@@ -48,7 +48,7 @@ class UADAModel(keras.Model):
             confusion loss: only the normalization layers see the target images (Table 1).
         `"uada"`: both steps, 1:1, D first.
 
-    Gradients are clipped element-wise to [-gradient_clip, gradient_clip] (SPEC: 5 in adversarial
+    Gradients are clipped element-wise to [-gradient_clip, gradient_clip] (5 in adversarial
     training; `multi_domain` clips too, so that it is exactly `uada` with lambda 0 and without D).
     Under `tf.distribute` the gradients are summed over the replicas before clipping, losses that
     are means are divided by the number of replicas, and L_seg is divided by the global number of
@@ -585,7 +585,7 @@ def build_uada_model(mode="uada", backbone="resnet50", norm="dan", output_stride
         num_classes: number of classes. Defaults to 19.
         lambda_conf: weight of the confusion loss. Defaults to 0.01.
         synchronized: all-reduce normalization statistics across replicas. Defaults to `True`
-            when built under a `tf.distribute` strategy with more than one replica (SPEC §2).
+            when built under a `tf.distribute` strategy with more than one replica.
         **kwargs: the other `UADAModel` arguments (`steps_per_epoch`, `ramp_epochs`,
             `noise_sigma`, `noise_decay_steps`, `l2_regularization`, `gradient_clip`,
             `max_consecutive_skips`, `seed`, `name`).

@@ -5,7 +5,7 @@ paired with its label; `SegmentationBuilder` does the rest, in this order for ev
 
 1. read the image and the label from an extracted folder or from the owners' zip;
 2. decode the image as RGB and the label as **indices** with PIL (`tf.io.decode_png` would return a
-   palette PNG's colours, SPEC §5), map the raw ids to the 19 train ids through the dataset's
+   palette PNG's colours), map the raw ids to the 19 train ids through the dataset's
    `lookup_table` once (any value outside the table becomes 255);
 3. resize a label whose size differs from its image to the image (nearest) and report it;
 4. resize to the config's size (image bilinear, label nearest) unless the config is `"full"`.
