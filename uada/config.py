@@ -71,6 +71,8 @@ class Config:
         lr_decay_epochs, lr_decay_factor: the rate is multiplied by the factor after each epoch.
         ramp_epochs: epochs of G steps before the confusion loss is switched on.
         steps_per_epoch: G steps per epoch; 0 to compute it from the smallest training dataset.
+        gradient_clip: element-wise gradient bound: `"auto"` (the original's: 5 in `uada`, none
+            in `source_only` and `multi_domain`), `"none"`, or a positive number as text.
 
     Speed and scale (`uada.distribute`, `uada.precision`; BENCHMARKS.md):
         strategy: `"default"` (one device), `"mirrored"` (all local GPUs, else the local CPU
@@ -120,6 +122,7 @@ class Config:
     lr_decay_factor: float = 0.5
     ramp_epochs: float = 1.0
     steps_per_epoch: int = 0
+    gradient_clip: str = "auto"
 
     strategy: str = "default"
     mixed_precision: str = "none"

@@ -137,6 +137,12 @@ def define_train_flags(flag_values=flags.FLAGS):
         "ramp_epochs", d.ramp_epochs, "Epochs before the confusion loss starts.", lower_bound=0,
         flag_values=fv,
     )  # fmt: skip
+    flags.DEFINE_string(
+        "gradient_clip", d.gradient_clip,
+        "Element-wise gradient bound of both updates: 'auto' (the original's: 5 in uada, none "
+        "in source_only and multi_domain), 'none', or a positive number.",
+        flag_values=fv,
+    )  # fmt: skip
     flags.DEFINE_integer(
         "steps_per_epoch", d.steps_per_epoch,
         "G steps per epoch; 0 to derive it from the smallest training dataset.", lower_bound=0,
@@ -241,6 +247,19 @@ def _register_train_validators(fv):
         "weights",
         lambda value: value in ("imagenet", "none") or os.path.exists(os.path.expanduser(value)),
         message="--weights must be 'imagenet', 'none' or the path of an existing weights file.",
+        flag_values=fv,
+    )
+
+    def valid_gradient_clip(value):
+        try:
+            return value in ("auto", "none") or float(value) > 0
+        except ValueError:
+            return False
+
+    flags.register_validator(
+        "gradient_clip",
+        valid_gradient_clip,
+        message="--gradient_clip must be 'auto', 'none' or a positive number.",
         flag_values=fv,
     )
 

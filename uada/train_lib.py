@@ -154,6 +154,11 @@ def build_model(config, steps_per_epoch=schedules.STEPS_PER_EPOCH):
         lambda_conf=config.lambda_conf,
         steps_per_epoch=steps_per_epoch,
         ramp_epochs=config.ramp_epochs,
+        gradient_clip=(
+            {"auto": "auto", "none": None}[config.gradient_clip]
+            if config.gradient_clip in ("auto", "none")
+            else float(config.gradient_clip)
+        ),
         seed=config.seed,
     )
 

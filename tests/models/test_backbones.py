@@ -14,13 +14,15 @@ NORM_CLASSES = {
     "split_batch": SplitBatchNormalization,
     "dan": DomainAgnosticNormalization,
 }
-# Parameter counts of the ResNet-50 OS8 backbone (Keras' ResNet-50 without top: 23,587,712).
+# Parameter counts of the ResNet-50 OS8 backbone (Keras' ResNet-50 without top: 23,587,712, of
+# which 26,560 are the biases of its 53 convolutions; every one of them feeds a normalization, so
+# only `none` keeps them).
 RESNET50_PARAMS = {
     "none": 23_481_472,
-    "batch": 23_587_712,
-    "instance": 23_534_592,
-    "split_batch": 23_587_712,
-    "dan": 23_587_712,
+    "batch": 23_561_152,
+    "instance": 23_508_032,
+    "split_batch": 23_561_152,
+    "dan": 23_561_152,
 }
 
 
@@ -85,12 +87,25 @@ def test_missing_weights_file_is_named(tmp_path):
         build_backbone("resnet50", weights=path)
 
 
+@pytest.mark.parametrize("name", ["resnet50", "resnet_tiny"])
+@pytest.mark.parametrize("norm", sorted(NORM_CLASSES))
+def test_convolutions_before_a_normalization_have_no_bias(name, norm):
+    backbone = build_backbone(name, norm, 8)
+    convs = [layer for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == (53 if name == "resnet50" else 17)
+    for conv in convs:
+        # Every convolution of a ResNet v1 feeds a normalization position ("<prefix>_bn").
+        assert backbone.get_layer(conv.name[: -len("conv")] + "bn") is not None
+        assert conv.use_bias == (norm == "none"), conv.name
+
+
 @pytest.fixture(scope="module")
 def resnet50_weights(tmp_path_factory):
-    """A Keras ResNet-50 (no top) with random kernels and random BN statistics, saved to a file.
+    """A Keras ResNet-50 (no top) with random kernels, conv biases and BN statistics, saved.
 
-    BN parameters and statistics are randomized too: a fresh ResNet-50's are 1/0/0/1, the same
-    as a new normalization layer's, so an uncopied value would go unnoticed.
+    BN parameters and statistics and the conv biases are randomized too: a fresh ResNet-50's
+    are 1/0/0/1 and 0, the same as a new layer's, so an uncopied or unfolded value would go
+    unnoticed.
     """
     keras.utils.set_random_seed(1)
     reference = keras.applications.ResNet50(weights=None, include_top=False)
@@ -99,6 +114,9 @@ def resnet50_weights(tmp_path_factory):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32")
                                for w in layer.get_weights()])  # fmt: skip
+        elif isinstance(layer, keras.layers.Conv2D):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.uniform(-0.5, 0.5, bias.shape).astype("float32")])
     path = tmp_path_factory.mktemp("weights") / "r50.weights.h5"
     reference.save_weights(path)
     return str(path), {layer.name: layer.get_weights() for layer in reference.layers}
@@ -116,12 +134,34 @@ def test_resnet50_weights_file_is_copied_for_every_norm(norm, resnet50_weights):
             continue
         layer = backbone.get_layer(name)
         if name.endswith("_conv"):
-            expected = weights  # kernel and bias
+            # The kernel; the bias too only where no normalization follows.
+            expected = weights if norm == "none" else weights[:1]
         else:  # a BN position: [gamma, beta, moving_mean, moving_variance]
-            expected = {"none": [], "instance": weights[:2]}.get(norm, weights)
+            expected = {"none": [], "instance": weights[:2]}.get(norm, list(weights))
+            if len(expected) == 4:  # the preceding conv's bias folded into the moving mean
+                bias = reference[name[: -len("bn")] + "conv"][1]
+                expected[2] = weights[2] - bias
         got = layer.get_weights()
         assert len(got) == len(expected), name
         for g, e in zip(got, expected, strict=True):
             np.testing.assert_array_equal(g, e, err_msg=name)
             copied += 1
     assert copied > 0
+
+
+@pytest.mark.parametrize("norm", ["batch", "split_batch", "dan"])
+def test_folded_biases_give_keras_resnet50_features(norm, resnet50_weights):
+    """With the biases dropped and folded, inference equals Keras' ResNet-50 with its biases."""
+    path, _ = resnet50_weights
+    keras.utils.set_random_seed(2)
+    reference = keras.applications.ResNet50(
+        weights=path, include_top=False, input_shape=(64, 64, 3)
+    )
+    backbone = build_backbone("resnet50", norm, 32, weights=path, input_shape=(64, 64, 3))
+    images = np.random.default_rng(2).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    expected = reference(keras.applications.resnet50.preprocess_input(images.copy()))
+    got = keras.ops.convert_to_numpy(backbone(images, training=False))
+    expected = keras.ops.convert_to_numpy(expected)
+    assert np.abs(expected).max() > 0
+    relative_error = np.abs(got - expected).max() / np.abs(expected).max()
+    assert relative_error < 1e-4, relative_error

@@ -86,6 +86,34 @@ def test_uada_every_trainable_variable_gets_a_finite_nonzero_gradient():
     _assert_all_equal(before, _values(model.variables), model.variables)  # nothing applied
 
 
+@pytest.mark.parametrize("norm", ["dan", "batch"])
+def test_every_variable_with_a_gradient_moves_the_losses(norm):
+    """A variable with a gradient but no effect on the step's losses drifts under the updates with
+    nothing to hold it (as a conv bias before DAN did): with a large lambda, perturbing any
+    variable along its gradient's sign must change the loss its gradient came from."""
+    model = _model(norm=norm, lambda_conf=10.0)
+    model.compile()
+    batch = _batch()
+    domain_grads, generator_grads = model.compute_step_gradients(batch)
+    base = {name: float(value) for name, value in model.compute_step_losses(batch).items()}
+    variables = {v.path: v for v in model.trainable_variables}
+    checked = 0
+    for grads, loss_name in ((generator_grads, "loss"), (domain_grads, "domain_loss")):
+        for path, grad in grads.items():
+            grad = keras.ops.convert_to_numpy(grad)
+            if not np.any(grad):
+                continue
+            variable = variables[path]
+            original = keras.ops.convert_to_numpy(variable).copy()
+            variable.assign(original + 0.05 * np.sign(grad))
+            changed = float(model.compute_step_losses(batch)[loss_name])
+            variable.assign(original)
+            # Real parameters move the loss by > 1e-3 here; a forward-dead one by float noise.
+            assert abs(changed - base[loss_name]) > 1e-5, f"{path} has a gradient but no effect"
+            checked += 1
+    assert checked == len(model.trainable_variables)
+
+
 def test_source_only_has_no_domain_classifier_and_never_sees_target_images():
     batch = _batch(mode="source_only")
     moving = []
@@ -156,10 +184,16 @@ def test_dan_moving_statistics_never_see_the_target_images(norm, unchanged):
         assert not all(np.array_equal(a, b) for a, b in zip(*moving, strict=True))
 
 
+def test_gradient_clip_defaults_to_the_original_adversarial_updates_only():
+    assert _model("uada").gradient_clip == 5.0
+    assert _model("multi_domain").gradient_clip is None
+    assert _model("source_only").gradient_clip is None
+
+
 def test_uada_with_lambda_zero_updates_like_multi_domain():
     keras.utils.set_random_seed(3)
     uada = _model("uada", lambda_conf=0.0)
-    multi = _model("multi_domain")
+    multi = _model("multi_domain", gradient_clip=5.0)  # the clip uada always has
     multi.representation.set_weights(uada.representation.get_weights())
     multi.segmentation_head.set_weights(uada.segmentation_head.get_weights())
     for model in (uada, multi):

@@ -11,7 +11,16 @@
 - every `BatchNormalization` becomes `uada.layers.get_normalization(norm, momentum=0.96,
   epsilon=1e-5)` under the same name, with the weights copied (gamma, beta and the moving
   statistics for `batch`, `split_batch` and `dan`; gamma and beta for `instance`; nothing for
-  `none`, where the convolutions' own biases remain, as Keras' ResNet-50 convolutions carry one);
+  `none`);
+- every convolution whose output feeds only a normalization loses its bias (as in the original's
+  slim ResNet), except with `norm="none"`, where the bias is all that is left of the
+  normalization. A normalization cancels such a bias in the forward pass, but DAN does not cancel
+  it in the backward pass: the target outputs are normalized with `stop_gradient` source
+  statistics, so the confusion loss would move the bias, with no forward effect and nothing to
+  hold it, and the moving mean would trail it. Pretrained biases (Keras' ResNet-50 carries one on
+  every convolution) are folded into the following layer's moving mean
+  (`moving_mean -= bias`): exact at inference, and absorbed by the batch statistics in training
+  (instance normalization removes a per-channel constant exactly, so it needs no fold);
 - an `ImagePreprocessing` layer ("caffe", the preprocessing of Keras' ResNet-50 weights) is put
   in front, so the backbone takes RGB images in [0, 255].
 
@@ -136,6 +145,8 @@ def _bottleneck_v1(x, filters, stride, name):
 def _dilate_and_swap_normalization(base, norm, output_stride, synchronized, name):
     """Clones a ResNet v1 with the requested output stride and normalization; copies weights."""
     dilation = _STAGE_DILATION[output_stride]
+    # Convolution name -> the normalization that alone consumes its output (biases to drop).
+    normalized_convs = {} if norm == "none" else _convs_feeding_only_a_normalization(base)
 
     def clone_function(layer):
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -144,6 +155,8 @@ def _dilate_and_swap_normalization(base, norm, output_stride, synchronized, name
             )
         config = layer.get_config()
         stage = layer.name.split("_")[0]
+        if layer.name in normalized_convs:
+            config["use_bias"] = False
         if isinstance(layer, keras.layers.Conv2D) and stage in dilation:
             if layer.name.endswith(("_block1_0_conv", "_block1_1_conv")):
                 config["strides"] = (1, 1)
@@ -167,12 +180,39 @@ def _dilate_and_swap_normalization(base, norm, output_stride, synchronized, name
     clone = keras.models.clone_model(
         base, input_tensors=images, clone_function=clone_function, call_function=call_function
     )
+    # The bias of each bias-free convolution, by the name of the normalization that follows it.
+    dropped_bias = {
+        norm_name: base.get_layer(conv_name).bias.numpy()
+        for conv_name, norm_name in normalized_convs.items()
+        if base.get_layer(conv_name).use_bias
+    }
     for layer in clone.layers:
         if not layer.weights or layer is preprocessing:
             continue
         source = base.get_layer(layer.name).get_weights()
         # Keras orders BN weights [gamma, beta, moving_mean, moving_variance] and
         # GroupNormalization [gamma, beta]: a prefix of the source weights is the right copy
-        # (`none` has no weights; convolutions copy [kernel, bias] whole).
-        layer.set_weights(source[: len(layer.weights)])
+        # (`none` has no weights; a convolution copies [kernel, bias] or its kernel alone).
+        weights = source[: len(layer.weights)]
+        if layer.name in dropped_bias and len(weights) == 4:
+            # BN(conv(x) + b) with moving mean m == BN(conv(x)) with moving mean m - b.
+            weights[2] = weights[2] - dropped_bias[layer.name]
+        layer.set_weights(weights)
     return keras.Model(clone.input, clone.output, name=name)
+
+
+def _convs_feeding_only_a_normalization(model):
+    """Returns `{conv name: normalization name}` for every `Conv2D` of `model` whose output is
+    consumed by a `BatchNormalization` and by nothing else."""
+    consumers = {}  # id of a symbolic tensor -> the layers that take it as an input
+    for layer in model.layers:
+        inputs = layer.input if isinstance(layer.input, list) else [layer.input]
+        for tensor in inputs:
+            consumers.setdefault(id(tensor), []).append(layer)
+    pairs = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            users = consumers.get(id(layer.output), [])
+            if len(users) == 1 and isinstance(users[0], keras.layers.BatchNormalization):
+                pairs[layer.name] = users[0].name
+    return pairs

@@ -48,8 +48,10 @@ class UADAModel(keras.Model):
             confusion loss: only the normalization layers see the target images (Table 1).
         `"uada"`: both steps, 1:1, D first.
 
-    Gradients are clipped element-wise to [-gradient_clip, gradient_clip] (5 in adversarial
-    training; `multi_domain` clips too, so that it is exactly `uada` with lambda 0 and without D).
+    Gradients are clipped element-wise to [-gradient_clip, gradient_clip] in adversarial
+    training (5, as the original clipped inside its alternating updates only); `source_only` and
+    `multi_domain` do not clip by default (`gradient_clip=5.0` makes `multi_domain` exactly
+    `uada` with lambda 0 and without D).
     Under `tf.distribute` the gradients are summed over the replicas before clipping, losses that
     are means are divided by the number of replicas, and L_seg is divided by the global number of
     valid source pixels, so that a step equals the single-device step on the whole global batch.
@@ -97,8 +99,8 @@ class UADAModel(keras.Model):
         noise_decay_steps: steps (D + G) until the noise is 0. Defaults to 20000.
         l2_regularization: coefficient `l2` of `l2 * sum(w^2)` over the conv kernels of R and S.
             Defaults to 8.5e-5 (= 0.00017 / 2).
-        gradient_clip: element-wise gradient bound, `None` for no clipping, or `"auto"`: 5 in
-            `"uada"` and `"multi_domain"`, none in `"source_only"`.
+        gradient_clip: element-wise gradient bound, `None` for no clipping, or `"auto"` (the
+            original's): 5 in `"uada"`, none in `"source_only"` and `"multi_domain"`.
         max_consecutive_skips: consecutive skipped steps after which `fit` raises. Defaults to 10.
         seed: seed of the instance noise. Defaults to 0.
         **kwargs: base `keras.Model` arguments (`name`).
@@ -133,7 +135,7 @@ class UADAModel(keras.Model):
                 f"Received: mode={mode!r}, domain_classifier={domain_classifier!r}"
             )
         if gradient_clip == "auto":
-            gradient_clip = None if mode == "source_only" else 5.0
+            gradient_clip = 5.0 if mode == "uada" else None
         if gradient_clip is not None and not gradient_clip > 0:
             raise ValueError(
                 f"`gradient_clip` must be positive, None or 'auto'. "
@@ -306,6 +308,16 @@ class UADAModel(keras.Model):
             {v.path: g for v, g in zip(self._generator_variables, generator_grads, strict=True)},
         )
 
+    def compute_step_losses(self, data):
+        """The losses one training step computes, without applying them (diagnostics).
+
+        Runs the step on `data` like `compute_step_gradients` (same noise, same D, no variable
+        changes) and returns `{"loss": the G objective, "domain_loss": L_dom}` (`domain_loss`
+        only in `"uada"` mode), the losses whose gradients `compute_step_gradients` returns.
+        """
+        logs, _ = self._step(data, apply_updates=False)
+        return {name: logs[name] for name in ("loss", "domain_loss") if name in logs}
+
     @property
     def _domain_variables(self):
         if self.domain_classifier is None:
@@ -415,7 +427,7 @@ class UADAModel(keras.Model):
         for variable, value in zip(self._state_variables, snapshot, strict=True):
             variable.assign(tf.where(keep, variable.value, value))
         if not apply_updates:
-            return logs, (domain_grads, generator_grads)
+            return {**logs, "loss": total}, (domain_grads, generator_grads)
 
         skipped = tf.cast(tf.logical_not(finite), tf.int64)
         self.skipped_steps.assign_add(skipped)
@@ -462,6 +474,8 @@ class UADAModel(keras.Model):
         )
         losses_finite = finite & tf.math.is_finite(_sum_over_replicas(d_loss))
         finite = losses_finite & grads_finite
+        if not apply_updates:
+            logs["domain_loss"] = d_loss
         if apply_updates:
             _apply_if(finite, _inner(self.domain_optimizer), grads, variables)
             overflow = _update_loss_scale(self.domain_optimizer, grads_finite, losses_finite)
