@@ -155,7 +155,7 @@ TABLES = {
             (
                 "source only",
                 _same_run(
-                    "gta5_cityscapes_source_only",
+                    "gta2cs_source_only",
                     ("source", "target", "unseen:0", "unseen:1"),
                     (62.2, 34.8, 37.1, 25.3),
                 ),
@@ -163,7 +163,7 @@ TABLES = {
             (
                 "UADA",
                 _same_run(
-                    "gta5_cityscapes_uada_dan",
+                    "gta2cs",
                     ("source", "target", "unseen:0", "unseen:1"),
                     (62.7, 38.2, 38.5, 27.4),
                 ),
@@ -179,7 +179,7 @@ TABLES = {
             (
                 "source only",
                 _same_run(
-                    "cityscapes_mapillary_source_only",
+                    "cs2mapillary_source_only",
                     ("source", "target", "unseen:0"),
                     (63.6, 43.2, 25.8),
                 ),
@@ -187,7 +187,7 @@ TABLES = {
             (
                 "UADA",
                 _same_run(
-                    "cityscapes_mapillary_uada_dan",
+                    "cs2mapillary",
                     ("source", "target", "unseen:0"),
                     (64.0, 45.0, 27.1),
                 ),

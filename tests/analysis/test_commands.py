@@ -98,9 +98,9 @@ def _fake_results(**miou):
 
 
 def test_render_places_paper_and_measured_numbers():
-    config = reproduce.parse_config(reproduce.experiment_argv("gta5_cityscapes_uada_dan"))
+    config = reproduce.parse_config(reproduce.experiment_argv("gta2cs"))
     measured = {
-        "gta5_cityscapes_uada_dan": (
+        "gta2cs": (
             config,
             _fake_results(gta5=0.6, cityscapes=0.35, mapillary=0.4, apolloscape=0.25),
         )
@@ -130,7 +130,7 @@ def test_plan_shares_runs_and_maps_demo_experiments():
     # Table 3 without --demo: lambda 1e-2 is the run of Table 4 and Table 2 as well.
     runs = reproduce.plan(3, workdir_root="w")
     shared = runs["table3_gta5_cityscapes_lambda_1e-2"]
-    assert {"w/gta5_cityscapes_uada_dan", "w/table2_dan_uada"} <= set(shared.workdirs)
+    assert {"w/gta2cs", "w/table2_dan_uada"} <= set(shared.workdirs)
     assert runs["table3_cityscapes_mapillary_lambda_1e-3"].config.lambda_conf == 0.001
     # --demo has no Cityscapes -> Mapillary column (Table 3) and no Table 6.
     assert not any("mapillary" in name for name in reproduce.plan(3, demo=True))
@@ -155,7 +155,7 @@ def test_dry_run_command():
 
 def _smoke_overrides(config):
     """`--set` items that turn the demo settings into the smoke run's."""
-    demo = reproduce.parse_config(reproduce.experiment_argv("gta5_cityscapes_uada_dan", demo=True))
+    demo = reproduce.parse_config(reproduce.experiment_argv("gta2cs", demo=True))
     items = []
     for name, value in config.to_dict().items():
         if value != demo.to_dict()[name]:

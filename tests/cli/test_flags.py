@@ -28,9 +28,14 @@ def test_experiment_file_parses(path):
     header = "\n".join(line for line in lines if line.startswith("#"))
     if path.stem != "base":
         assert "python -m uada.train --flagfile=experiments/" in header
-        assert lines[[line.startswith("#") for line in lines].index(False)] == (
-            "--flagfile=experiments/base.flags"
-        )
+        # The body starts by including base.flags, directly or through the files it includes.
+        chain = [path.stem]
+        while chain[-1] != "base":
+            body = (EXPERIMENTS / f"{chain[-1]}.flags").read_text().splitlines()
+            first = next(line for line in body if not line.startswith("#"))
+            assert first.startswith("--flagfile=experiments/"), (chain, first)
+            chain.append(first.removeprefix("--flagfile=experiments/").removesuffix(".flags"))
+            assert len(chain) <= 4, chain
     for line in lines:  # absl would keep a trailing comment as part of the value
         assert line.startswith("#") or "#" not in line, line
 
