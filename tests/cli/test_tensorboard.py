@@ -27,11 +27,12 @@ def events(smoke_run):
 
 
 def _series(events, tag):
-    """`{step: value}` of a tag, checking that TensorBoard files it under the given plugin."""
+    """`{step: TensorProto}` of a tag (TensorBoard stores TF2 scalars and images as tensors)."""
     return {event.step: event.tensor_proto for event in events.Tensors(tag)}
 
 
 def _scalars(events, tag):
+    """`{step: float}` of a scalar tag; TensorBoard must file it under its scalars plugin."""
     assert events.SummaryMetadata(tag).plugin_data.plugin_name == "scalars", tag
     return {
         step: float(tensor_util.make_ndarray(proto)) for step, proto in _series(events, tag).items()
