@@ -4,7 +4,7 @@
         [--checkpoint=DIR/checkpoints/ckpt-100] [--overlay_alpha=0.5]
 
 Inputs are image files and folders; folders are searched recursively for `.png`, `.jpg` and
-`.jpeg` files (any case). The output folder mirrors the inputs: an image `F/sub/x.jpg` found in a
+`.jpeg` files (any case), except the output folder if it lies inside one. The output folder mirrors the inputs: an image `F/sub/x.jpg` found in a
 folder input `F` gives `OUT/sub/x*.png`, a file input `x.jpg` gives `OUT/x*.png`. Three files per
 image, each at the image's own size:
 
@@ -61,12 +61,17 @@ class Predictions:
     unreadable: list
 
 
-def image_files(inputs):
+def image_files(inputs, exclude=None):
     """Expands files and folders (recursively) into `(file, relative output stem)` pairs.
 
     A folder input `F` contributes every entry below it named `*.png`, `*.jpg` or `*.jpeg` (a
     folder so named too: it is reported as unreadable, its contents are searched), with the stem
     relative to `F` (`sub/x`); a file input contributes itself, with its own stem (`x`).
+
+    Args:
+        inputs: files and folders.
+        exclude: a folder not to search (the output folder, when it lies inside an input folder:
+            a second run does not predict the first run's outputs).
 
     Returns:
         A list of `(file, stem)` pairs, sorted by file within each input.
@@ -80,6 +85,9 @@ def image_files(inputs):
         if os.path.isdir(path):
             found = []
             for root, folders, names in os.walk(path):
+                folders[:] = [
+                    f for f in folders if not _same_folder(os.path.join(root, f), exclude)
+                ]
                 found += [
                     os.path.join(root, name)
                     for name in folders + names
@@ -106,6 +114,10 @@ def image_files(inputs):
                 )
             outputs[output] = file
     return pairs
+
+
+def _same_folder(path, other):
+    return other is not None and os.path.realpath(path) == os.path.realpath(other)
 
 
 def read_image(path):
@@ -156,7 +168,7 @@ def predict(config, workdir, inputs, output, *, checkpoint=None,
     """
     if not 0 <= overlay_alpha <= 1:
         raise ValueError(f"`overlay_alpha` must be in [0, 1]. Received: {overlay_alpha!r}")
-    pairs = image_files(inputs)
+    pairs = image_files(inputs, exclude=output)
     model, _ = train_lib.load_model(config, workdir, checkpoint)
     labels_at = inference.resized_label_function(model.segmenter)
     progbar = keras.utils.Progbar(len(pairs), unit_name="image", verbose=verbose)

@@ -199,6 +199,10 @@ def test_images_that_would_write_the_same_files_are_refused(tmp_path):
     pairs = predict.image_files([str(tmp_path), str(tmp_path / "x.png")])
     assert pairs == [(str(tmp_path / "sub" / "x.png"), os.path.join("sub", "x")),
                      (str(tmp_path / "x.png"), "x")]  # fmt: skip
+    # An output folder inside the input folder is not searched.
+    assert predict.image_files([str(tmp_path)], exclude=str(tmp_path / "sub")) == [
+        (str(tmp_path / "x.png"), "x")
+    ]
 
 
 def test_read_image_modes(tmp_path):
