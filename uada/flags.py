@@ -386,6 +386,17 @@ def define_predict_flags(flag_values=flags.FLAGS):
         message="--input must name existing image files or folders.",
         flag_values=fv,
     )
+    from uada.data import labels  # the default lives with `labels.overlay`
+
+    flags.DEFINE_float(
+        "overlay_alpha",
+        labels.OVERLAY_ALPHA,
+        "Weight of the palette colours in the overlays (`<stem>_overlay.png`): "
+        "alpha * colour + (1 - alpha) * image.",
+        lower_bound=0,
+        upper_bound=1,
+        flag_values=fv,
+    )
 
 
 def define_export_flags(flag_values=flags.FLAGS):

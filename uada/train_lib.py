@@ -22,8 +22,10 @@ In this order:
    names missing or unreadable files is an error (`CorruptCheckpointError`), never a silent
    restart from scratch. Checkpoint files without a state file (a run killed during its very
    first save) are ignored with a warning: no checkpoint was ever completed.
-5. Training runs G steps with Keras' progress bar, TensorBoard scalars (`WORKDIR/train`: losses,
-   lr, sigma, domain accuracy, skipped steps) and prediction images, and a checkpoint every
+5. Training runs G steps with Keras' progress bar, TensorBoard summaries in `WORKDIR/train`
+   (`tf.summary.scalar`: losses, lr, sigma, domain accuracy, skipped steps, every `log_every`
+   steps; `tf.summary.image`: image | ground truth | prediction of two source and two target
+   validation images, at step 1 and every `image_summary_every` steps), and a checkpoint every
    `checkpoint_every` steps and at the end (`tf.train.CheckpointManager`: the state file is
    rewritten atomically only after a checkpoint's files are complete).
 6. The final model is evaluated (`uada.evaluate.evaluate`) on the run's domains.
@@ -49,7 +51,6 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from google.protobuf import text_format
-from tensorflow.core.framework import summary_pb2
 from tensorflow.python.training import checkpoint_state_pb2
 
 from uada import config as config_lib
@@ -453,7 +454,7 @@ def _train_loop(model, config, workdir, iterator, step, total_steps, manager):
         if current % config.log_every == 0 or current == total_steps:
             with writer.as_default(step=current):
                 for name, value in values.items():
-                    _summary_scalar(name, value)
+                    tf.summary.scalar(name, value)
             model.reset_metrics()
         if image_batches and (current % config.image_summary_every == 0 or current == 1):
             _write_prediction_images(model, image_batches, writer, current)
@@ -495,25 +496,7 @@ def _write_prediction_images(model, image_batches, writer, step):
                 ],
                 axis=2,
             )
-            _summary_images(f"{role}/image_label_prediction", rows)
-
-
-# TensorBoard's summary formats, written with TensorFlow's own `tf.summary.write` so that logging
-# works without the `tensorboard` package (`tf.summary.scalar`/`image` need it installed).
-def _summary_scalar(name, value):
-    metadata = summary_pb2.SummaryMetadata()
-    metadata.plugin_data.plugin_name = "scalars"
-    tf.summary.write(name, tf.constant(value, tf.float32), metadata=metadata)
-
-
-def _summary_images(name, images):
-    """Writes uint8 images `[N, H, W, 3]` as TensorBoard's image summary (width, height, PNGs)."""
-    metadata = summary_pb2.SummaryMetadata()
-    metadata.plugin_data.plugin_name = "images"
-    height, width = images.shape[1:3]
-    pngs = [tf.io.encode_png(image) for image in images]
-    tensor = tf.stack([tf.as_string(width), tf.as_string(height), *pngs])
-    tf.summary.write(name, tensor, metadata=metadata)
+            tf.summary.image(f"{role}/image_label_prediction", rows, max_outputs=len(rows))
 
 
 def write_json(path, results):

@@ -1,12 +1,10 @@
-"""The evaluate command against cityscapesscripts, full resolution, and the predict command."""
+"""The evaluate command against cityscapesscripts, and full resolution."""
 
 import json
-import os
 
 import numpy as np
 import pytest
 from conftest import run_command
-from PIL import Image
 from test_metrics import cityscapes_scores
 
 from uada import domains, evaluate, train_lib
@@ -62,24 +60,3 @@ def test_full_resolution_upsamples_logits_to_the_label_size(smoke_run, tmp_path)
         config, smoke_run.workdir, output_json=str(tmp_path / "t.json"), **common
     )
     assert results == at_train_size
-
-
-def test_predict_command_writes_label_maps(smoke_run, tmp_path):
-    images = tmp_path / "images"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (40, 70, 3), dtype=np.uint8)).save(images / "a.png")
-    Image.fromarray(rng.integers(0, 255, (32, 64, 3), dtype=np.uint8)).save(images / "b.jpg")
-    output = tmp_path / "out"
-    run_command("uada.predict", f"--workdir={smoke_run.workdir}", f"--input={images}",
-                f"--output={output}")  # fmt: skip
-    assert sorted(os.listdir(output)) == ["a.png", "a_color.png", "b.png", "b_color.png"]
-    label_map = np.asarray(Image.open(output / "b.png"))
-    assert label_map.shape == (32, 64) and label_map.dtype == np.uint8 and label_map.max() < 19
-    assert np.asarray(Image.open(output / "a_color.png")).shape == (32, 64, 3)
-    # b.png is at the model's size: the label map is the segmenter's argmax.
-    segmenter = _segmenter(smoke_run)
-    image = np.asarray(Image.open(images / "b.jpg").convert("RGB"), np.float32)[None]
-    np.testing.assert_array_equal(
-        label_map, np.argmax(segmenter(image, training=False).numpy()[0], axis=-1)
-    )

@@ -112,3 +112,37 @@ def colorize(label_map):
     colors = np.zeros((256, 3), dtype=np.uint8)
     colors[:NUM_CLASSES] = PALETTE
     return colors[label_map.astype(np.int64) & 255]
+
+
+# Weight of the palette colour in `overlay` (and `python -m uada.predict --overlay_alpha`).
+OVERLAY_ALPHA = 0.5
+
+
+def overlay(image, label_map, alpha=OVERLAY_ALPHA):
+    """Blends an image with the palette colours of its label map.
+
+        overlay = round(alpha * PALETTE[label] + (1 - alpha) * image)
+
+    per pixel and channel (NumPy's `round`: halves to even); pixels labelled 255 (ignored) keep
+    the image's colour.
+
+    Args:
+        image: uint8 (or real) RGB array `[..., H, W, 3]` in [0, 255].
+        label_map: integer train ids `[..., H, W]`, the image's size.
+        alpha: the palette's weight, in [0, 1]. Defaults to 0.5.
+
+    Returns:
+        uint8 array of the image's shape.
+    """
+    image = np.asarray(image)
+    label_map = np.asarray(label_map)
+    if image.shape != label_map.shape + (3,):
+        raise ValueError(
+            "`image` must be RGB `[..., H, W, 3]` of the size of `label_map` `[..., H, W]`. "
+            f"Received: image.shape={image.shape}, label_map.shape={label_map.shape}"
+        )
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}")
+    weight = np.where(label_map[..., None] == IGNORE_LABEL, 0.0, float(alpha))
+    blended = weight * colorize(label_map) + (1 - weight) * image.astype(np.float64)
+    return np.round(blended).clip(0, 255).astype(np.uint8)
