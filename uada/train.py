@@ -19,7 +19,7 @@ import sys
 
 from absl import app
 
-from uada import command_errors, preemption, train_lib, workdir_lock, write_errors
+from uada import command_errors, train_lib
 from uada import flags as uada_flags
 
 
@@ -31,11 +31,7 @@ def main(argv):
     if workdir is None:
         raise app.UsageError("--workdir is required when no --flagfile names the experiment.")
     config = uada_flags.train_config(flag_values)
-    with command_errors.reported(
-        workdir_lock.WorkdirLockedError,
-        preemption.TrainingInterrupted,
-        write_errors.WorkdirWriteError,
-    ):
+    with command_errors.reported(*command_errors.TRAINING_ERRORS):
         train_lib.train_and_evaluate(config, workdir)
 
 

@@ -2,9 +2,11 @@
 
 In this order:
 
-1. The workdir gets the run's `flags.txt` and `config.json`. A workdir that already holds a run
-   with another configuration is an error naming the differing fields (only bookkeeping fields
-   such as `train_steps` or `checkpoint_every` may change between the runs of one workdir).
+1. The workdir is locked for this run (`uada.workdir_lock`: a second run there is refused, a
+   dead run's lock is taken over) and gets the run's `flags.txt` and `config.json`. A workdir
+   that already holds a run with another configuration is an error naming the differing fields
+   (only bookkeeping fields such as `train_steps` or `checkpoint_every` may change between the
+   runs of one workdir).
 2. Op determinism (`--deterministic`) and the seed are set; the demo domains are generated if the
    run uses them; the datasets are prepared (TFDS) and the training stream is built
    (`uada.data.pipeline.train_dataset`).
@@ -25,7 +27,10 @@ In this order:
 5. Training runs G steps with Keras' progress bar, TensorBoard scalars (`WORKDIR/train`: losses,
    lr, sigma, domain accuracy, skipped steps) and prediction images, and a checkpoint every
    `checkpoint_every` steps and at the end (`tf.train.CheckpointManager`: the state file is
-   rewritten atomically only after a checkpoint's files are complete).
+   rewritten atomically only after a checkpoint's files are complete). SIGTERM or SIGINT finishes
+   the step, checkpoints it and stops with `uada.preemption.TrainingInterrupted`; a write the
+   filesystem refuses (no space, permission, read-only) stops with
+   `uada.write_errors.WorkdirWriteError`, the last complete checkpoint intact.
 6. The final model is evaluated (`uada.evaluate.evaluate`) on the run's domains.
 
 Example:

@@ -205,6 +205,7 @@ def test_a_full_disk_is_one_line_and_the_rerun_after_freeing_space_resumes(
     # had happened.
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_filesystem)], check=True)
     finish_training(workdir, data_dir)
+    assert not [name for name in os.listdir(directory) if name.endswith("_temp")]
     _assert_same_final_checkpoint(uninterrupted, workdir)
 
 
