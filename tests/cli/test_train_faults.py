@@ -4,6 +4,7 @@ filesystem (a small tmpfs, where this machine lets the tests mount one), a check
 filesystem cannot create."""
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -165,6 +166,51 @@ def test_a_signal_checkpoints_the_step_and_the_rerun_is_bit_identical(
 
     finish_training(workdir, data_dir)
     _assert_same_final_checkpoint(uninterrupted, workdir)
+
+
+def test_sigterm_to_one_worker_stops_every_multi_worker_at_one_checkpointed_step(
+    data_dir, smoke_run, tmp_path, free_ports
+):
+    # Two processes under MultiWorkerMirroredStrategy; the non-chief gets SIGTERM. TensorFlow's
+    # PreemptionCheckpointHandler makes both finish the same step and save it.
+    workdir = str(tmp_path / "run")
+    workers = [f"localhost:{port}" for port in free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(
+            start_training(
+                workdir,
+                data_dir,
+                "--strategy=multi_worker",
+                "--train_steps=60",
+                TF_CONFIG=json.dumps(tf_config),
+                CUDA_VISIBLE_DEVICES="",
+            )  # fmt: skip
+        )
+    try:
+        wait_for(os.path.join(workdir, "checkpoints", "checkpoint"), processes[0])
+        processes[1].send_signal(signal.SIGTERM)
+        stderrs = [process.communicate(timeout=240)[1] for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    steps = []
+    for index, (process, stderr) in enumerate(zip(processes, stderrs, strict=True)):
+        assert process.returncode == 143, f"worker {index}:\n{stderr[-3000:]}"
+        assert "PreemptionCheckpointHandler: checkpoint saved" in stderr
+        match = re.fullmatch(
+            r"Training stopped by SIGTERM at step (\d+) of 60; checkpoint (\S+) written\. "
+            + re.escape(RERUN),
+            _last_line(stderr),
+        )
+        assert match, f"worker {index}:\n{stderr[-3000:]}"
+        steps.append(int(match[1]))
+    assert steps[0] == steps[1] < 60
+    assert train_lib.latest_checkpoint(workdir) == f"{workdir}/checkpoints/ckpt-{steps[0]}"
+    assert _lock_text(workdir) == ""
 
 
 # ------------------------------------------------------------------------------------------------
