@@ -45,6 +45,7 @@ results = train_and_evaluate(config, "/tmp/uada_run")
 ```
 """
 
+import functools
 import json
 import os
 import time
@@ -463,7 +464,13 @@ def _train_loop(model, config, workdir, iterator, step, total_steps, manager, st
     model.make_train_function()
     guard = TrainingGuard()
     guard.set_model(model)
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "train"))
+    summary_dir = os.path.join(workdir, "train")
+    # A refused summary write (TensorBoard) is a `WorkdirWriteError`, as a checkpoint's is.
+    summaries = functools.partial(
+        write_errors.writing, summary_dir, lambda: manager.latest_checkpoint
+    )
+    with summaries():
+        writer = tf.summary.create_file_writer(summary_dir)
     image_batches = _image_summary_batches(config) if config.image_summary_every else {}
     progbar = keras.utils.Progbar(total_steps, stateful_metrics=_LOG_NAMES, unit_name="step")
     current = int(step.numpy())
@@ -477,18 +484,21 @@ def _train_loop(model, config, workdir, iterator, step, total_steps, manager, st
         values = {name: float(value) for name, value in logs.items()}
         progbar.update(current, [(name, values[name]) for name in _LOG_NAMES if name in values])
         if current % config.log_every == 0 or current == total_steps:
-            with writer.as_default(step=current):
+            with summaries(), writer.as_default(step=current):
                 for name, value in values.items():
                     _summary_scalar(name, value)
             model.reset_metrics()
         if image_batches and (current % config.image_summary_every == 0 or current == 1):
-            _write_prediction_images(model, image_batches, writer, current)
+            with summaries():
+                _write_prediction_images(model, image_batches, writer, current)
         if current % config.checkpoint_every == 0 or current == total_steps:
             _save_checkpoint(manager, workdir, current)
-        if stop.requested:
-            writer.flush()
+        if stop.requested:  # what was logged reaches TensorBoard before the run stops
+            with summaries():
+                writer.flush()
         stop.check(current, total_steps, manager, lambda s: _save_checkpoint(manager, workdir, s))
-    writer.flush()
+    with summaries():
+        writer.flush()
 
 
 def _save_checkpoint(manager, workdir, step):

@@ -69,8 +69,7 @@ def cause_of(error):
         for cause, text in _CAUSES.values():
             if text.lower() in message.lower():
                 return cause
-        if isinstance(error, tf.errors.ResourceExhaustedError):
-            return _CAUSES[errno.ENOSPC][0]
+        # A ResourceExhaustedError without the system's text is memory (OOM), not the disk.
         if isinstance(error, tf.errors.PermissionDeniedError):
             return _CAUSES[errno.EACCES][0]
     return None

@@ -308,6 +308,7 @@ def test_causes_are_named_for_os_and_tensorflow_errors():
     assert cause(tf.errors.PermissionDeniedError(None, None, "open x")) == "permission denied"
     assert cause(OSError(errno.ENOENT, "No such file")) is None
     assert cause(tf.errors.InvalidArgumentError(None, None, "bad shape")) is None
+    assert cause(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")) is None
 
 
 def test_reported_errors_are_one_line_and_verbosity_adds_the_traceback(capsys, caplog):
