@@ -35,6 +35,10 @@ _CAUSES = {
 }
 
 
+# `last_checkpoint` of a workdir that cannot even be read (e.g. permission denied).
+UNREADABLE = object()
+
+
 class WorkdirWriteError(OSError):
     """The filesystem refused a write of the run (see the module docstring).
 
@@ -49,11 +53,12 @@ class WorkdirWriteError(OSError):
     def __init__(self, directory, cause, last_checkpoint):
         self.directory = directory
         self.cause = cause
-        intact = (
-            f"the last complete checkpoint, {last_checkpoint}, is intact"
-            if last_checkpoint
-            else "no checkpoint was completed yet"
-        )
+        if last_checkpoint is UNREADABLE:
+            intact = "the checkpoints written before are untouched"
+        elif last_checkpoint:
+            intact = f"the last complete checkpoint, {last_checkpoint}, is intact"
+        else:
+            intact = "no checkpoint was completed yet"
         super().__init__(
             f"Cannot write to {directory}: {cause}; {intact}. Fix the cause and rerun the same "
             "command to resume."
@@ -90,4 +95,8 @@ def writing(directory, last_checkpoint):
         cause = cause_of(error)
         if cause is None or isinstance(error, WorkdirWriteError):
             raise
-        raise WorkdirWriteError(directory, cause, last_checkpoint()) from error
+        try:
+            checkpoint = last_checkpoint()
+        except Exception:  # a workdir that refuses writes may refuse reads too
+            checkpoint = UNREADABLE
+        raise WorkdirWriteError(directory, cause, checkpoint) from error

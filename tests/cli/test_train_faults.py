@@ -298,6 +298,24 @@ def test_a_checkpoint_the_filesystem_cannot_create_keeps_the_last_one_intact(smo
     assert _lock_text(workdir) == ""
 
 
+def test_a_workdir_without_write_permission_is_one_line(smoke_run, tmp_path):
+    # Root ignores permissions: the attempt runs as user `nobody` (65534), who may not write in
+    # root's 0o700 pytest folders.
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to switch to another user and back")
+    parent = tmp_path / "root_only"
+    parent.mkdir()
+    os.seteuid(65534)
+    try:
+        with pytest.raises(write_errors.WorkdirWriteError) as error:
+            train_lib.train_and_evaluate(smoke_run.config, str(parent / "run"))
+    finally:
+        os.seteuid(0)
+    assert str(error.value).startswith(
+        f"Cannot write to {parent}/run: permission denied; no checkpoint was completed yet."
+    )
+
+
 def test_causes_are_named_for_os_and_tensorflow_errors():
     cause = write_errors.cause_of
     assert cause(OSError(errno.EACCES, "Permission denied")) == "permission denied"
