@@ -7,6 +7,7 @@ into two logical CPU devices, which the `tf.distribute` tests use as two replica
 
 import os
 import pathlib
+import socket
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -59,3 +60,19 @@ def pytest_sessionfinish(session, exitstatus):
     if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("\nERROR: pytest collected no tests; the uada test suite must never be empty.")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def free_ports():
+    """`free_ports(count)`: `count` distinct free TCP ports of localhost (for `TF_CONFIG`)."""
+
+    def ports(count):
+        sockets = [socket.socket() for _ in range(count)]
+        for s in sockets:
+            s.bind(("localhost", 0))
+        found = [s.getsockname()[1] for s in sockets]
+        for s in sockets:
+            s.close()
+        return found
+
+    return ports

@@ -28,8 +28,8 @@ import sys
 import tensorflow as tf
 from absl import app, logging
 
+from uada import command_errors, metrics, train_lib, write_errors
 from uada import domains as domains_lib
-from uada import metrics, train_lib
 from uada.data import pipeline
 from uada.train_lib import load_model
 
@@ -75,7 +75,6 @@ def evaluate(config, workdir, domains=None, *, checkpoint=None, resolution=None,
         logging.info("%s: mIoU %.4f", name, results[name]["miou"] or float("nan"))
 
     output_json = output_json or os.path.join(workdir, f"eval_{resolution}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)
     table = metrics.markdown_table(results)
     height, width = config.image_size
     title = f"IoU (%), resolution {resolution}: " + (
@@ -83,9 +82,12 @@ def evaluate(config, workdir, domains=None, *, checkpoint=None, resolution=None,
         if resolution == "384x768"
         else f"images at {height}x{width}, logits upsampled to each label's size"
     )
-    train_lib.write_json(output_json, results)
-    with open(os.path.splitext(output_json)[0] + ".md", "w") as f:
-        f.write(f"{title}\n\n{table}\n")
+    output_dir = os.path.dirname(os.path.abspath(output_json))
+    with write_errors.writing(output_dir, lambda: train_lib.latest_checkpoint(workdir)):
+        os.makedirs(output_dir, exist_ok=True)
+        train_lib.write_json(output_json, results)
+        with open(os.path.splitext(output_json)[0] + ".md", "w") as f:
+            f.write(f"{title}\n\n{table}\n")
     if print_table:
         print(f"\n{title}, written to {output_json}\n\n{table}\n")
         sys.stdout.flush()
@@ -141,4 +143,5 @@ if __name__ == "__main__":
     from uada import flags as uada_flags
 
     uada_flags.define_evaluate_flags()
-    app.run(main)
+    with command_errors.reported(write_errors.WorkdirWriteError):  # one line, exit status 1
+        app.run(main)

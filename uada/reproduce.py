@@ -40,8 +40,8 @@ import pathlib
 import keras
 from absl import app, flags, logging
 
+from uada import command_errors, train_lib
 from uada import flags as uada_flags
-from uada import train_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEMO_FLAGFILE = "experiments/demo.flags"
@@ -514,4 +514,5 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    with command_errors.reported(*command_errors.TRAINING_ERRORS):  # one line, 1 or 128 + signal
+        app.run(main)

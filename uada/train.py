@@ -8,14 +8,19 @@ Parses the flags once (`uada.flags`), builds the frozen `Config`, writes it into
 (`flags.txt`, `config.json`) and calls `uada.train_lib.train_and_evaluate`. Rerunning the same
 command resumes from the workdir's latest checkpoint. Run from the repository root (experiment
 files include `experiments/base.flags` by a relative path).
+
+Exit status: 0 when the run is trained and evaluated; 130 (SIGINT) or 143 (SIGTERM) when a
+signal stopped it after checkpointing (`uada.preemption`); 1 with a one-line message when another
+run holds the workdir (`uada.workdir_lock`) or the filesystem refused a write
+(`uada.write_errors`); `--verbosity=1` adds their tracebacks.
 """
 
 import sys
 
 from absl import app
 
+from uada import command_errors, train_lib
 from uada import flags as uada_flags
-from uada import train_lib
 
 
 def main(argv):
@@ -25,7 +30,9 @@ def main(argv):
     workdir = flag_values.workdir or uada_flags.default_workdir(sys.argv)
     if workdir is None:
         raise app.UsageError("--workdir is required when no --flagfile names the experiment.")
-    train_lib.train_and_evaluate(uada_flags.train_config(flag_values), workdir)
+    config = uada_flags.train_config(flag_values)
+    with command_errors.reported(*command_errors.TRAINING_ERRORS):
+        train_lib.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":

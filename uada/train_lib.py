@@ -2,9 +2,11 @@
 
 In this order:
 
-1. The workdir gets the run's `flags.txt` and `config.json`. A workdir that already holds a run
-   with another configuration is an error naming the differing fields (only bookkeeping fields
-   such as `train_steps` or `checkpoint_every` may change between the runs of one workdir).
+1. The workdir is locked for this run (`uada.workdir_lock`: a second run there is refused, a
+   dead run's lock is taken over) and gets the run's `flags.txt` and `config.json`. A workdir
+   that already holds a run with another configuration is an error naming the differing fields
+   (only bookkeeping fields such as `train_steps` or `checkpoint_every` may change between the
+   runs of one workdir).
 2. Op determinism (`--deterministic`) and the seed are set; the demo domains are generated if the
    run uses them; the datasets are prepared (TFDS) and the training stream is built
    (`uada.data.pipeline.train_dataset`).
@@ -27,7 +29,10 @@ In this order:
    steps; `tf.summary.image`: image | ground truth | prediction of two source and two target
    validation images, at step 1 and every `image_summary_every` steps), and a checkpoint every
    `checkpoint_every` steps and at the end (`tf.train.CheckpointManager`: the state file is
-   rewritten atomically only after a checkpoint's files are complete).
+   rewritten atomically only after a checkpoint's files are complete). SIGTERM or SIGINT finishes
+   the step, checkpoints it and stops with `uada.preemption.TrainingInterrupted`; a write the
+   filesystem refuses (no space, permission, read-only) stops with
+   `uada.write_errors.WorkdirWriteError`, the last complete checkpoint intact.
 6. The final model is evaluated (`uada.evaluate.evaluate`) on the run's domains.
 
 Example:
@@ -42,6 +47,7 @@ results = train_and_evaluate(config, "/tmp/uada_run")
 ```
 """
 
+import functools
 import json
 import os
 import time
@@ -54,7 +60,7 @@ from google.protobuf import text_format
 from tensorflow.python.training import checkpoint_state_pb2
 
 from uada import config as config_lib
-from uada import distribute, precision
+from uada import distribute, precision, preemption, workdir_lock, write_errors
 from uada import domains as domains_lib
 from uada.data import labels as labels_lib
 from uada.data import pipeline
@@ -335,14 +341,30 @@ def train_and_evaluate(config, workdir):
 
     Returns:
         The evaluation results `{domain: {"miou", "miou_19", "per_class", "num_images"}}`.
-    """
-    from uada import evaluate as evaluate_lib  # evaluation sits downstream of training
 
+    Raises:
+        uada.workdir_lock.WorkdirLockedError: another live run holds the workdir.
+        uada.preemption.TrainingInterrupted: SIGTERM or SIGINT stopped training after
+            checkpointing the step it reached.
+        uada.write_errors.WorkdirWriteError: the filesystem refused a checkpoint or output write.
+    """
     # The strategy comes first: MultiWorkerMirroredStrategy must exist before any other op.
     strategy = distribute.get_strategy(config.strategy)
     chief = _is_chief(strategy)
+    if not chief:  # only the chief writes the workdir
+        return _train_and_evaluate(config, workdir, strategy, chief)
+    with write_errors.writing(workdir, lambda: latest_checkpoint(workdir)):
+        lock = workdir_lock.WorkdirLock(workdir).acquire()
+    with lock:
+        return _train_and_evaluate(config, workdir, strategy, chief)
+
+
+def _train_and_evaluate(config, workdir, strategy, chief):
+    from uada import evaluate as evaluate_lib  # evaluation sits downstream of training
+
     if chief:
-        write_config(config, workdir)
+        with write_errors.writing(workdir, lambda: latest_checkpoint(workdir)):
+            write_config(config, workdir)
     prefix = latest_checkpoint(workdir)  # a corrupt state stops the run before anything is built
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -401,10 +423,15 @@ def train_and_evaluate(config, workdir):
             )
         )
 
-    _train_loop(
-        model, config, workdir if chief else _scratch_dir(workdir, strategy), iterator, step,
-        total_steps, manager,
-    )  # fmt: skip
+    if _is_multi_worker(strategy):
+        stop = preemption.PreemptionCheckpoints(strategy.cluster_resolver, manager)
+    else:
+        stop = preemption.StopOnSignals()
+    with stop:
+        _train_loop(
+            model, config, workdir if chief else _scratch_dir(workdir, strategy), iterator, step,
+            total_steps, manager, stop,
+        )  # fmt: skip
     if not chief:
         return {}  # the chief evaluates and writes the results
     return evaluate_lib.evaluate(config, workdir, model=model, print_table=True)
@@ -418,11 +445,16 @@ def _steps_per_epoch(config, source, target, replicas=1):
     return max(1, min(sizes) // (config.batch_size * replicas))
 
 
+def _is_multi_worker(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver is not None and bool(resolver.cluster_spec().as_dict())
+
+
 def _is_chief(strategy):
     """Whether this process writes the workdir (always, except non-chief multi-workers)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
+    if not _is_multi_worker(strategy):
         return True
+    resolver = strategy.cluster_resolver
     return resolver.task_type in (None, "chief") or (
         resolver.task_type == "worker" and resolver.task_id == 0
     )
@@ -434,11 +466,17 @@ def _scratch_dir(workdir, strategy):
     return os.path.join(workdir, "scratch", f"{resolver.task_type}_{resolver.task_id}")
 
 
-def _train_loop(model, config, workdir, iterator, step, total_steps, manager):
+def _train_loop(model, config, workdir, iterator, step, total_steps, manager, stop):
     model.make_train_function()
     guard = TrainingGuard()
     guard.set_model(model)
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "train"))
+    summary_dir = os.path.join(workdir, "train")
+    # A refused summary write (TensorBoard) is a `WorkdirWriteError`, as a checkpoint's is.
+    summaries = functools.partial(
+        write_errors.writing, summary_dir, lambda: manager.latest_checkpoint
+    )
+    with summaries():
+        writer = tf.summary.create_file_writer(summary_dir)
     image_batches = _image_summary_batches(config) if config.image_summary_every else {}
     progbar = keras.utils.Progbar(total_steps, stateful_metrics=_LOG_NAMES, unit_name="step")
     current = int(step.numpy())
@@ -452,19 +490,31 @@ def _train_loop(model, config, workdir, iterator, step, total_steps, manager):
         values = {name: float(value) for name, value in logs.items()}
         progbar.update(current, [(name, values[name]) for name in _LOG_NAMES if name in values])
         if current % config.log_every == 0 or current == total_steps:
-            with writer.as_default(step=current):
+            with summaries(), writer.as_default(step=current):
                 for name, value in values.items():
                     tf.summary.scalar(name, value)
             model.reset_metrics()
         if image_batches and (current % config.image_summary_every == 0 or current == 1):
-            _write_prediction_images(model, image_batches, writer, current)
+            with summaries():
+                _write_prediction_images(model, image_batches, writer, current)
         if current % config.checkpoint_every == 0 or current == total_steps:
-            callbacks = _pause_in_save_hook(workdir, current)
-            manager.save(
-                checkpoint_number=current,
-                options=tf.train.CheckpointOptions(experimental_write_callbacks=callbacks or None),
-            )
-    writer.flush()
+            _save_checkpoint(manager, workdir, current)
+        if stop.requested:  # what was logged reaches TensorBoard before the run stops
+            with summaries():
+                writer.flush()
+        stop.check(current, total_steps, manager, lambda s: _save_checkpoint(manager, workdir, s))
+    with summaries():
+        writer.flush()
+
+
+def _save_checkpoint(manager, workdir, step):
+    """`manager.save` at `step`; a refused write is a `WorkdirWriteError`."""
+    callbacks = _pause_in_save_hook(workdir, step)
+    with write_errors.writing(manager.directory, lambda: manager.latest_checkpoint):
+        manager.save(
+            checkpoint_number=step,
+            options=tf.train.CheckpointOptions(experimental_write_callbacks=callbacks or None),
+        )
 
 
 _LOG_NAMES = ("loss", "seg_loss", "domain_loss", "confusion_loss", "domain_accuracy", "lr",

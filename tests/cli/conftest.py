@@ -4,9 +4,11 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 import types
 
 import pytest
+import tensorflow as tf
 
 from uada import reproduce
 
@@ -56,3 +58,64 @@ def smoke_run(tmp_path_factory, data_dir):
     )
     results = train_lib.train_and_evaluate(config, str(workdir))
     return types.SimpleNamespace(config=config, workdir=str(workdir), results=results)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training as a separate process, for the tests that kill, signal or starve it.
+
+
+def train_command(workdir, data_dir, *extra):
+    """`python -m uada.train` on the smoke configuration: deterministic, 8 steps, checkpoints at
+    2, 4, 6, 8, a 1-image evaluation; `extra` flags override."""
+    return [
+        sys.executable, "-m", "uada.train", "--flagfile=experiments/smoke.flags",
+        f"--workdir={workdir}", f"--data_dir={data_dir}", "--deterministic", "--train_steps=8",
+        "--eval_max_images=1", *extra,
+    ]  # fmt: skip
+
+
+def start_training(workdir, data_dir, *extra, **env):
+    """Starts `train_command` (stderr piped, as text); `env` adds environment variables."""
+    return subprocess.Popen(
+        train_command(workdir, data_dir, *extra),
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path, process, timeout=240):
+    """Polls until `path` exists; fails if `process` exits first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if process.poll() is not None:
+            raise AssertionError(
+                f"training exited ({process.returncode}):\n{process.stderr.read()}"
+            )
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.05)
+
+
+def finish_training(workdir, data_dir, *extra):
+    """Runs `train_command` to the end; returns the CompletedProcess (exit status 0)."""
+    result = subprocess.run(
+        train_command(workdir, data_dir, *extra), cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def checkpoint_values(prefix):
+    """A checkpoint's tensors, except the iterator state and the save counter (bookkeeping)."""
+    reader = tf.train.load_checkpoint(prefix)
+    return {
+        key: reader.get_tensor(key)
+        for key in reader.get_variable_to_shape_map()
+        if "ITERATOR_STATE" not in key and key not in ("_CHECKPOINTABLE_OBJECT_GRAPH",)
+        and not key.startswith("save_counter")
+    }  # fmt: skip

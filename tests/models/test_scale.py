@@ -8,7 +8,6 @@ each with a source-first batch `[b source ; b target]`, equals the single-device
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
@@ -79,17 +78,7 @@ def _assert_same_training(reference, history, reference_history, variables, rtol
 # Distribution
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def test_two_worker_multi_worker_mirrored_matches_a_single_process(tmp_path):
+def test_two_worker_multi_worker_mirrored_matches_a_single_process(tmp_path, free_ports):
     # Two processes, one CPU replica each, each reading its shard: [1 source ; 1 target] per
     # replica. The reference is one device on [both sources ; both targets]. One step: from the
     # second on, a rounding-level difference can move a position across the confusion loss's
@@ -110,7 +99,7 @@ def test_two_worker_multi_worker_mirrored_matches_a_single_process(tmp_path):
         target_images=target,
         **{f"weight_{i}": w for i, w in enumerate(weights)},
     )
-    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    workers = [f"localhost:{port}" for port in free_ports(2)]
     processes, outputs = [], []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}

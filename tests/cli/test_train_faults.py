@@ -1,0 +1,346 @@
+"""Training under the faults real runs meet, each created for real: a second run in the same
+workdir (two processes), a killed run's stale lock, SIGTERM and SIGINT, a full and a read-only
+filesystem (a small tmpfs, where this machine lets the tests mount one), a checkpoint path the
+filesystem cannot create."""
+
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import logging
+from conftest import (
+    REPO,
+    checkpoint_values,
+    finish_training,
+    start_training,
+    train_command,
+    wait_for,
+)
+
+from uada import command_errors, train_lib, workdir_lock, write_errors
+from uada import evaluate as evaluate_lib
+
+RERUN = "Rerun the same command to resume."
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir, smoke_run):
+    """The final checkpoint of an uninterrupted `train_command` run. (`smoke_run` prepares the
+    demo data first.)"""
+    workdir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    finish_training(workdir, data_dir)
+    return checkpoint_values(os.path.join(workdir, "checkpoints", "ckpt-8"))
+
+
+def _assert_same_final_checkpoint(expected, workdir):
+    actual = checkpoint_values(os.path.join(workdir, "checkpoints", "ckpt-8"))
+    assert sorted(actual) == sorted(expected)
+    different = [key for key in expected if not np.array_equal(expected[key], actual[key])]
+    assert not different, different[:10]
+
+
+def _run(workdir, data_dir, *extra):
+    return subprocess.run(
+        train_command(workdir, data_dir, *extra), cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300,
+    )  # fmt: skip
+
+
+def _last_line(stderr):
+    return stderr.strip().splitlines()[-1]
+
+
+def _lock_text(workdir):
+    with open(os.path.join(workdir, workdir_lock.LOCK_FILE)) as f:
+        return f.read()
+
+
+# ------------------------------------------------------------------------------------------------
+# One run at a time
+
+
+def test_a_second_run_is_refused_and_a_killed_runs_lock_is_taken_over(
+    uninterrupted, data_dir, smoke_run, tmp_path
+):
+    workdir = str(tmp_path / "run")
+    # The first run pauses inside its step-4 checkpoint write (a test hook): ckpt-2 is complete.
+    first = start_training(workdir, data_dir, UADA_TEST_PAUSE_IN_SAVE_AT_STEP="4")
+    wait_for(os.path.join(workdir, "paused_in_save"), first)
+
+    second = _run(workdir, data_dir)
+    assert second.returncode == 1
+    assert re.fullmatch(
+        rf"The workdir {re.escape(workdir)} is in use by another training run: host "
+        rf"{re.escape(socket.gethostname())}, pid {first.pid}, started \S+ "
+        rf"\({re.escape(workdir)}/\.lock\)\. Wait for it to end, or use another --workdir\.",
+        _last_line(second.stderr),
+    ), second.stderr[-3000:]
+    assert "Traceback" not in second.stderr
+    assert first.poll() is None  # the running one is untouched
+
+    # Evaluation reads complete checkpoints and takes no lock: allowed while the run trains.
+    results = evaluate_lib.evaluate(
+        train_lib.load_config(workdir), workdir, ["demo_target"], max_images=1,
+        output_json=str(tmp_path / "during_training.json"), print_table=False,
+    )  # fmt: skip
+    assert results["demo_target"]["num_images"] == 1
+
+    # SIGKILL leaves the lock file behind; the rerun recognises it as stale and takes it over.
+    first.kill()
+    first.communicate()
+    assert f'"pid": {first.pid}' in _lock_text(workdir)
+    rerun = finish_training(workdir, data_dir)
+    assert re.search(
+        rf"Took over the stale lock {re.escape(workdir)}/\.lock of a run that ended without "
+        rf"releasing it: host {re.escape(socket.gethostname())}, pid {first.pid}, started",
+        rerun.stderr,
+    )
+    assert _lock_text(workdir) == ""  # released at the end
+    _assert_same_final_checkpoint(uninterrupted, workdir)
+
+
+def test_a_lock_of_another_host_is_live_until_it_is_older_than_stale_after(tmp_path):
+    workdir = str(tmp_path / "run")
+    os.makedirs(workdir)
+    path = os.path.join(workdir, workdir_lock.LOCK_FILE)
+    record = '{"host": "node-17.cluster", "pid": 4242, "start_time": "2026-11-30T10:00:00+00:00"}'
+    with open(path, "w") as f:
+        f.write(record)
+    # Touched recently (its owner's heartbeat): the flock may be local to that host, so live.
+    with pytest.raises(
+        workdir_lock.WorkdirLockedError,
+        match=r"in use by another training run: host node-17\.cluster, pid 4242, started "
+        r"2026-11-30T10:00:00\+00:00",
+    ):
+        workdir_lock.WorkdirLock(workdir, stale_after=120).acquire()
+    # Not touched for longer than `stale_after`: stale, taken over.
+    old = time.time() - 121
+    os.utime(path, (old, old))
+    with workdir_lock.WorkdirLock(workdir, stale_after=120) as lock:
+        assert lock.took_over["host"] == "node-17.cluster"
+        assert f'"pid": {os.getpid()}' in _lock_text(workdir)
+    assert _lock_text(workdir) == ""
+
+
+# ------------------------------------------------------------------------------------------------
+# SIGTERM and SIGINT
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_checkpoints_the_step_and_the_rerun_is_bit_identical(
+    uninterrupted, data_dir, tmp_path, signum
+):
+    if signal.getsignal(signum) is signal.SIG_IGN:
+        pytest.skip(
+            f"{signum.name} is ignored in this process (a background job), so it is in the "
+            "training process it starts, and uada keeps an ignored signal ignored"
+        )
+    workdir = str(tmp_path / "run")
+    directory = os.path.join(workdir, "checkpoints")
+    process = start_training(workdir, data_dir)
+    wait_for(os.path.join(directory, "checkpoint"), process)  # training is under way
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=240)
+
+    assert process.returncode == 128 + signum  # 143, 130
+    match = re.fullmatch(
+        rf"Training stopped by {signum.name} at step (\d+) of 8; checkpoint (\S+) written\. "
+        + re.escape(RERUN),
+        _last_line(stderr),
+    )
+    assert match, stderr[-3000:]
+    step = int(match[1])
+    assert 2 <= step < 8
+    assert match[2] == train_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-{step}"
+    assert "Traceback" not in stderr
+    assert _lock_text(workdir) == ""
+
+    finish_training(workdir, data_dir)
+    _assert_same_final_checkpoint(uninterrupted, workdir)
+
+
+def test_sigterm_to_one_worker_stops_every_multi_worker_at_one_checkpointed_step(
+    data_dir, smoke_run, tmp_path, free_ports
+):
+    # Two processes under MultiWorkerMirroredStrategy; the non-chief gets SIGTERM. TensorFlow's
+    # PreemptionCheckpointHandler makes both finish the same step and save it.
+    workdir = str(tmp_path / "run")
+    workers = [f"localhost:{port}" for port in free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(
+            start_training(
+                workdir,
+                data_dir,
+                "--strategy=multi_worker",
+                "--train_steps=60",
+                TF_CONFIG=json.dumps(tf_config),
+                CUDA_VISIBLE_DEVICES="",
+            )  # fmt: skip
+        )
+    try:
+        wait_for(os.path.join(workdir, "checkpoints", "checkpoint"), processes[0])
+        processes[1].send_signal(signal.SIGTERM)
+        stderrs = [process.communicate(timeout=240)[1] for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    steps = []
+    for index, (process, stderr) in enumerate(zip(processes, stderrs, strict=True)):
+        assert process.returncode == 143, f"worker {index}:\n{stderr[-3000:]}"
+        assert "PreemptionCheckpointHandler: checkpoint saved" in stderr
+        match = re.fullmatch(
+            r"Training stopped by SIGTERM at step (\d+) of 60; checkpoint (\S+) written\. "
+            + re.escape(RERUN),
+            _last_line(stderr),
+        )
+        assert match, f"worker {index}:\n{stderr[-3000:]}"
+        steps.append(int(match[1]))
+    assert steps[0] == steps[1] < 60
+    assert train_lib.latest_checkpoint(workdir) == f"{workdir}/checkpoints/ckpt-{steps[0]}"
+    assert _lock_text(workdir) == ""
+
+
+# ------------------------------------------------------------------------------------------------
+# Refused writes
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 5 MB tmpfs (one checkpoint of the smoke model takes 3.1 MB); skips where the machine
+    does not let the tests mount one (it takes root and a mount namespace that allows it)."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a small tmpfs needs root and the `mount` command")
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mount_point)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_the_rerun_after_freeing_space_resumes(
+    uninterrupted, data_dir, small_filesystem
+):
+    workdir = str(small_filesystem / "run")
+    directory = os.path.join(workdir, "checkpoints")
+    result = _run(workdir, data_dir)
+    assert result.returncode == 1
+    assert _last_line(result.stderr) == (
+        f"Cannot write to {directory}: no space left on the device; the last complete "
+        f"checkpoint, {directory}/ckpt-2, is intact. Fix the cause and rerun the same command to "
+        "resume."
+    ), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert train_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-2"
+    # More space (as if files had been deleted): the rerun resumes from ckpt-2 as if nothing
+    # had happened.
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_filesystem)], check=True)
+    finish_training(workdir, data_dir)
+    assert not [name for name in os.listdir(directory) if name.endswith("_temp")]
+    _assert_same_final_checkpoint(uninterrupted, workdir)
+
+
+def test_a_read_only_filesystem_is_one_line_for_training_and_evaluation(
+    smoke_run, small_filesystem
+):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
+    workdir = str(small_filesystem / "run")
+    with pytest.raises(write_errors.WorkdirWriteError) as error:
+        train_lib.train_and_evaluate(smoke_run.config, workdir)
+    assert str(error.value) == (
+        f"Cannot write to {workdir}: read-only file system; no checkpoint was completed yet. "
+        f"Fix the cause and {RERUN[0].lower()}{RERUN[1:]}"
+    )
+    # An evaluation's output file.
+    output = str(small_filesystem / "results" / "eval.json")
+    with pytest.raises(write_errors.WorkdirWriteError) as error:
+        evaluate_lib.evaluate(
+            smoke_run.config, smoke_run.workdir, ["demo_target"], max_images=1,
+            output_json=output, print_table=False,
+        )  # fmt: skip
+    assert str(error.value).startswith(
+        f"Cannot write to {small_filesystem}/results: read-only file system; the last complete "
+        f"checkpoint, {smoke_run.workdir}/checkpoints/ckpt-4, is intact."
+    )
+
+
+def test_a_checkpoint_the_filesystem_cannot_create_keeps_the_last_one_intact(smoke_run, tmp_path):
+    # Portable (no mount, works as root): the new checkpoint's temporary directory is a file.
+    workdir = str(tmp_path / "run")
+    shutil.copytree(smoke_run.workdir, workdir)
+    directory = os.path.join(workdir, "checkpoints")
+    with open(os.path.join(directory, "ckpt-6_temp"), "w") as f:
+        f.write("in the way")
+    with pytest.raises(write_errors.WorkdirWriteError) as error:
+        train_lib.train_and_evaluate(smoke_run.config.replace(train_steps=6), workdir)
+    assert str(error.value) == (
+        f"Cannot write to {directory}: a path component is a file, not a directory; the last "
+        f"complete checkpoint, {directory}/ckpt-4, is intact. Fix the cause and rerun the same "
+        "command to resume."
+    )
+    assert isinstance(error.value.__cause__, tf.errors.OpError)
+    assert train_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-4"
+    assert _lock_text(workdir) == ""
+
+
+def test_a_workdir_without_write_permission_is_one_line(smoke_run, tmp_path):
+    # Root ignores permissions: the attempt runs as user `nobody` (65534), who may not write in
+    # root's 0o700 pytest folders.
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to switch to another user and back")
+    parent = tmp_path / "root_only"
+    parent.mkdir()
+    os.seteuid(65534)
+    try:
+        with pytest.raises(write_errors.WorkdirWriteError) as error:
+            train_lib.train_and_evaluate(smoke_run.config, str(parent / "run"))
+    finally:
+        os.seteuid(0)
+    assert str(error.value).startswith(
+        f"Cannot write to {parent}/run: permission denied; no checkpoint was completed yet."
+    )
+
+
+def test_causes_are_named_for_os_and_tensorflow_errors():
+    cause = write_errors.cause_of
+    assert cause(OSError(errno.EACCES, "Permission denied")) == "permission denied"
+    assert cause(OSError(errno.EDQUOT, "Disk quota exceeded")) == "disk quota exceeded"
+    assert cause(tf.errors.UnknownError(None, None, "x.tmp; Read-only file system")) == (
+        "read-only file system"
+    )
+    assert cause(tf.errors.PermissionDeniedError(None, None, "open x")) == "permission denied"
+    assert cause(OSError(errno.ENOENT, "No such file")) is None
+    assert cause(tf.errors.InvalidArgumentError(None, None, "bad shape")) is None
+    assert cause(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")) is None
+
+
+def test_reported_errors_are_one_line_and_verbosity_adds_the_traceback(capsys, caplog):
+    error = write_errors.WorkdirWriteError("/w/checkpoints", "no space left on the device", None)
+    for verbosity, traceback in ((logging.INFO, False), (logging.DEBUG, True)):
+        old = logging.get_verbosity()
+        logging.set_verbosity(verbosity)
+        caplog.clear()
+        try:
+            with pytest.raises(SystemExit) as exit_info:
+                with command_errors.reported(write_errors.WorkdirWriteError):
+                    raise error
+        finally:
+            logging.set_verbosity(old)
+        assert exit_info.value.code == 1
+        assert capsys.readouterr().err == f"{error}\n"
+        assert any(record.exc_info for record in caplog.records) == traceback

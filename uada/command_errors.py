@@ -1,0 +1,35 @@
+"""How the command lines report the errors a user can act on: one line, no traceback.
+
+`python -m uada.train`, `uada.reproduce` and `uada.evaluate` run inside `reported(...)`: an
+error of the listed classes (a locked workdir, a refused write, a run stopped by a signal) prints
+its message as one line on stderr and exits with the error's `exit_code` (1 if it has none).
+absl's `--verbosity=1` (or `-v 1`) also logs the traceback. Any other exception keeps Python's
+traceback.
+"""
+
+import contextlib
+import sys
+
+from absl import logging
+
+from uada import preemption, workdir_lock, write_errors
+
+# What a training command (`uada.train`, `uada.reproduce`) reports in one line.
+TRAINING_ERRORS = (
+    workdir_lock.WorkdirLockedError,
+    preemption.TrainingInterrupted,
+    write_errors.WorkdirWriteError,
+)
+
+
+@contextlib.contextmanager
+def reported(*errors):
+    """Within this context, an exception of `errors` exits with its one-line message."""
+    try:
+        yield
+    except errors as error:
+        if logging.get_verbosity() >= 1:
+            logging.exception("Traceback (shown because --verbosity >= 1):")
+        print(flush=True)  # end the progress bar's line
+        print(error, file=sys.stderr, flush=True)
+        sys.exit(getattr(error, "exit_code", 1))
