@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from uada.layers import domain_split
-from uada.models import losses, schedules
+from uada.models import framework_internals, losses, schedules, step_guard
 from uada.models.backbones import build_backbone
 from uada.models.heads import (
     build_domain_classifier,
@@ -61,7 +61,8 @@ class UADAModel(keras.Model):
     after `max_consecutive_skips` consecutive skips `fit` stops with `NonFiniteLossError`.
     Labels other than `0..num_classes-1` and 255 raise `tf.errors.InvalidArgumentError` before the
     loss is computed (under XLA, where assertions are compiled away, the step is skipped and `fit`
-    raises the same error after it).
+    raises the same error after it). These guards, the all-reduce and the loss scaling below are
+    `uada.models.step_guard`; the step itself reads as Eq. 2.
 
     Mixed precision: built under a `"mixed_bfloat16"` or `"mixed_float16"` global dtype policy
     (`uada.precision.set_precision`), the variables are float32 and R, S and D compute in the low
@@ -181,6 +182,7 @@ class UADAModel(keras.Model):
         self._invalid_label_steps = keras.Variable(
             0, dtype="int64", trainable=False, name="invalid_label_steps"
         )
+        self.loss_tracker = keras.metrics.Mean(name="loss")  # the G objective
         self.seg_loss_tracker = keras.metrics.Mean(name="seg_loss")
         if mode == "uada":
             self.domain_loss_tracker = keras.metrics.Mean(name="domain_loss")
@@ -231,15 +233,16 @@ class UADAModel(keras.Model):
                     learning_rate, decay_epochs, "domain_sgd"
                 )
             if self.compute_dtype == "float16":  # both updates need loss scaling
-                seg_optimizer = _loss_scaled(seg_optimizer)
+                seg_optimizer = step_guard.loss_scaled(seg_optimizer)
                 if domain_optimizer is not None:
-                    domain_optimizer = _loss_scaled(domain_optimizer)
+                    domain_optimizer = step_guard.loss_scaled(domain_optimizer)
         if self.mode != "uada" and domain_optimizer is not None:
             raise ValueError(
                 f"`domain_optimizer` is only used in 'uada' mode. Received: mode={self.mode!r}, "
                 f"domain_optimizer={domain_optimizer!r}"
             )
-        if _inner(seg_optimizer) is _inner(domain_optimizer):
+        inner = step_guard.inner_optimizer
+        if inner(seg_optimizer) is inner(domain_optimizer):
             raise ValueError(
                 "`seg_optimizer` and `domain_optimizer` must be two optimizer instances "
                 "(each keeps its own momentum and step count)."
@@ -277,21 +280,18 @@ class UADAModel(keras.Model):
             callbacks.append(TrainingGuard())
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Nothing to build: `__init__` builds the model and `compile` both optimizers.
+    # Keras' symbolic build would draw a batch from the input; see `no_symbolic_build`.
+    _maybe_symbolic_build = framework_internals.no_symbolic_build
 
-        Keras' symbolic build would draw a batch from the input and, under
-        `MultiWorkerMirroredStrategy`, fail to reduce the per-replica batch to one batch
-        (Keras 3.15: `strategy.reduce` of images raises).
-        """
+    @property
+    def metrics(self):
+        # The model's own trackers, reset by `fit` each epoch (Keras' compile-made "loss"
+        # tracker is never updated here).
+        return [self.loss_tracker, self.seg_loss_tracker, *self._domain_trackers]
 
     def train_step(self, data):
         logs, _ = self._step(data, apply_updates=True)
-        if _multi_worker(tf.distribute.get_strategy()):
-            # Keras 3.15 reduces the logs of a multi-worker step with `reduce(MEAN, axis=0)`,
-            # which needs an axis: give each scalar one.
-            logs = {key: tf.reshape(value, [1]) for key, value in logs.items()}
-        return logs
+        return framework_internals.reducible_logs(logs, tf.distribute.get_strategy())
 
     def compute_step_gradients(self, data):
         """The gradients one training step computes, without applying them (diagnostics).
@@ -352,105 +352,149 @@ class UADAModel(keras.Model):
         return source_images, source_labels, target_images
 
     def _step(self, data, apply_updates):
+        """One step of Eq. 2 (class docstring); the guards are `uada.models.step_guard`'s.
+
+        Returns `(logs, None)` with `apply_updates`, else (diagnostics, nothing changes)
+        `({"loss", "domain_loss", "sigma"}, (domain_gradients, generator_gradients))`.
+        """
         source_images, source_labels, target_images = self._unpack(data)
         num_source = int(source_images.shape[0])  # per replica
-        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         invalid_labels = losses.assert_valid_labels(
             source_labels, num_classes=self.num_classes, name="source_labels"
         )
-        with tf.control_dependencies([invalid_labels]):
-            source_images = tf.identity(source_images)
-        snapshot = [tf.identity(v.value) for v in self._state_variables]
-
-        if target_images is None:
-            images, split = source_images, None
-        else:
-            images = tf.concat([source_images, tf.cast(target_images, source_images.dtype)], 0)
-            split = num_source  # images: [num_source + num_target, H, W, 3], source first
-
-        d_iterations = self.domain_optimizer.iterations if self.mode == "uada" else 0
-        g_iterations = self.seg_optimizer.iterations
-        step = tf.cast(d_iterations, tf.int64) + tf.cast(g_iterations, tf.int64)
-        learning_rate = tf.cast(self.seg_optimizer.learning_rate, tf.float32)
-        logs = {}
+        images = self._source_first(source_images, target_images, invalid_labels)
+        moving_statistics = step_guard.snapshot(self._state_variables)
+        step, g_step = self._step_counts()
+        learning_rate = tf.cast(self.seg_optimizer.learning_rate, tf.float32)  # before the update
+        logs, d_grads, d_overflow, conf_loss = {}, [], tf.constant(False), None
 
         with tf.GradientTape() as tape:
-            with domain_split(split):
-                z = self.representation(images, training=True)  # [N, h, w, 256]
+            with domain_split(None if target_images is None else num_source):
+                z = self.representation(images, training=True)  # Z = R([x_s; x_t]): [N, h, w, 256]
             with domain_split(None):  # S's DAN on source rows only: the same source logits
                 logits = self.segmentation_head(z[:num_source], training=True)
-            seg_sum, valid_count = losses.segmentation_loss_sum(
-                source_labels, logits, num_classes=self.num_classes
-            )
-            global_sum_count = _sum_over_replicas(tf.stack([seg_sum, valid_count]))
-            global_sum, global_count = global_sum_count[0], global_sum_count[1]
-            # This replica's share of the global mean; the replicas' gradients add up to it.
-            seg_loss = seg_sum / tf.maximum(global_count, 1.0)
-            global_seg_loss = global_sum / tf.maximum(global_count, 1.0)
+            seg_loss, global_seg_loss = self._segmentation_loss(source_labels, logits)
             reg_loss = losses.l2_regularization(self._conv_kernels, self.l2_regularization)
-            g_loss = seg_loss + reg_loss / num_replicas
+            g_loss = seg_loss + reg_loss / replicas  # this replica's share of the G objective
             finite = tf.math.is_finite(global_seg_loss) & tf.equal(invalid_labels, 0)
-
-            domain_grads, domain_overflow = [], tf.constant(False)
             if self.mode == "uada":
-                with tape.stop_recording():
-                    sigma = self._sigma(step)
-                    domain_grads, finite, domain_overflow = self._domain_step(
-                        tf.stop_gradient(z), num_source, sigma, step, finite, apply_updates, logs
+                with tape.stop_recording():  # the D step, on sg(Z)
+                    d_grads, finite, d_overflow = self._domain_step(
+                        tf.stop_gradient(z), num_source, step, finite, apply_updates, logs
                     )
-                # The confusion loss goes through D as updated by the D step.
-                sigma_g = tf.cast(self._sigma(step + 1), z.dtype)
-                noisy_z = z + sigma_g * self._noise(z, step + 1)
-                conf_logits = self.domain_classifier(noisy_z, training=True)
+                # L_conf goes through D', D as the D step left it, with fresh noise n2.
+                conf_logits = self.domain_classifier(self._with_noise(z, step + 1), training=True)
                 conf_loss = losses.confusion_loss(conf_logits, num_source)
-                ramp = schedules.confusion_ramp(
-                    g_iterations, ramp_steps=int(round(self.ramp_epochs * self.steps_per_epoch))
-                )
-                g_loss = g_loss + self.lambda_conf * ramp * conf_loss / num_replicas
-                logs["sigma"] = sigma
+                ramp = schedules.confusion_ramp(g_step, ramp_steps=self._ramp_steps)
+                g_loss = g_loss + self.lambda_conf * ramp * conf_loss / replicas
             scaled_g_loss = self.seg_optimizer.scale_loss(g_loss)
 
-        generator_variables = self._generator_variables
-        generator_grads, grads_finite = self._finish_gradients(
-            tape.gradient(scaled_g_loss, generator_variables), self.seg_optimizer
+        g_variables = self._generator_variables
+        g_grads, g_grads_finite = step_guard.reduce_gradients(
+            tape.gradient(scaled_g_loss, g_variables), self.seg_optimizer, self.gradient_clip
         )
-        total = _sum_over_replicas(g_loss)
-        losses_finite = finite & tf.math.is_finite(total)
-        finite = losses_finite & grads_finite
-        if apply_updates:
-            _apply_if(finite, _inner(self.seg_optimizer), generator_grads, generator_variables)
-            overflow = domain_overflow | _update_loss_scale(
-                self.seg_optimizer, grads_finite, losses_finite
-            )
-        # A skipped step leaves no trace: put back the moving statistics of the forward pass.
-        keep = finite if apply_updates else tf.constant(False)
-        for variable, value in zip(self._state_variables, snapshot, strict=True):
-            variable.assign(tf.where(keep, variable.value, value))
+        total = step_guard.sum_over_replicas(g_loss)
+        g_losses_finite = finite & tf.math.is_finite(total)
         if not apply_updates:
-            return {**logs, "loss": total}, (domain_grads, generator_grads)
-
-        skipped = tf.cast(tf.logical_not(finite), tf.int64)
-        self.skipped_steps.assign_add(skipped)
-        # A float16 overflow step neither counts toward nor resets the consecutive skips.
-        counted = skipped * tf.cast(tf.logical_not(overflow), tf.int64)
-        self._consecutive_skips.assign((self._consecutive_skips.value + counted) * skipped)
+            step_guard.restore_unless(tf.constant(False), self._state_variables, moving_statistics)
+            return {**logs, "loss": total}, (d_grads, g_grads)
+        applied, g_overflow = step_guard.apply_or_skip(
+            self.seg_optimizer, g_grads, g_variables,
+            losses_finite=g_losses_finite, grads_finite=g_grads_finite,
+        )  # fmt: skip
+        step_guard.restore_unless(applied, self._state_variables, moving_statistics)
+        step_guard.count_skip(
+            applied, d_overflow | g_overflow, self.skipped_steps, self._consecutive_skips
+        )
         self._invalid_label_steps.assign_add(tf.cast(invalid_labels > 0, tf.int64))
+        self._update_metrics(applied, total, global_seg_loss, conf_loss)
+        return self._logs(learning_rate, logs), None
+
+    def _domain_step(self, z, num_source, step, finite, apply_updates, logs):
+        """The D step of Eq. 2 on `z` = sg(Z): min over theta_d of L_dom(D(z + sigma * n1)).
+
+        `finite` says whether the G step's losses so far are finite (a step is applied whole or
+        not at all). Returns `(gradients, finite, overflow)`; adds `sigma` (and, without
+        `apply_updates`, `domain_loss`) to `logs`.
+        """
+        variables = self._domain_variables
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        logs["sigma"] = self._sigma(step)
+        noisy_z = self._with_noise(z, step)
+        with tf.GradientTape() as tape:
+            d_logits = self.domain_classifier(noisy_z, training=True)  # [N, h, w, 1]
+            d_loss = losses.domain_loss(d_logits, num_source)
+            scaled = self.domain_optimizer.scale_loss(d_loss / replicas)
+        grads, grads_finite = step_guard.reduce_gradients(
+            tape.gradient(scaled, variables), self.domain_optimizer, self.gradient_clip
+        )
+        losses_finite = finite & tf.math.is_finite(step_guard.sum_over_replicas(d_loss))
+        if not apply_updates:
+            logs["domain_loss"] = d_loss
+            return grads, losses_finite & grads_finite, tf.constant(False)
+        finite, overflow = step_guard.apply_or_skip(
+            self.domain_optimizer, grads, variables,
+            losses_finite=losses_finite, grads_finite=grads_finite,
+        )  # fmt: skip
         weight = tf.cast(finite, tf.float32)
-        _update_mean(self._loss_tracker, total, weight)
-        _update_mean(self.seg_loss_tracker, global_seg_loss, weight)
-        if self.mode == "uada":
-            _update_mean(self.confusion_loss_tracker, conf_loss, weight)
+        step_guard.update_mean(self.domain_loss_tracker, d_loss, weight)
+        accuracy = losses.domain_accuracy(d_logits, num_source)
+        step_guard.update_mean(self.domain_accuracy_tracker, accuracy, weight)
+        return grads, finite, overflow
+
+    def _source_first(self, source_images, target_images, invalid_labels):
+        """The batch R sees: `[x_s ; x_t]` (`[num_source + num_target, H, W, 3]`), or `x_s` alone
+        without target images; computed after the label check (no loss on invalid labels)."""
+        with tf.control_dependencies([invalid_labels]):
+            source_images = tf.identity(source_images)
+        if target_images is None:
+            return source_images
+        return tf.concat([source_images, tf.cast(target_images, source_images.dtype)], 0)
+
+    def _step_counts(self):
+        """`(step, g_step)`: D + G steps taken (the noise schedule's clock) and G steps taken."""
+        d_iterations = self.domain_optimizer.iterations if self.mode == "uada" else 0
+        g_iterations = self.seg_optimizer.iterations
+        return tf.cast(d_iterations, tf.int64) + tf.cast(g_iterations, tf.int64), g_iterations
+
+    @property
+    def _ramp_steps(self):
+        return int(round(self.ramp_epochs * self.steps_per_epoch))
+
+    def _segmentation_loss(self, labels, logits):
+        """L_seg as `(this replica's share, the global mean)`: the summed cross-entropy over
+        this replica's valid pixels divided by the global number of valid source pixels, so
+        that the replicas' gradients add up to the gradient of the global mean."""
+        seg_sum, valid_count = losses.segmentation_loss_sum(
+            labels, logits, num_classes=self.num_classes
+        )
+        global_sum_count = step_guard.sum_over_replicas(tf.stack([seg_sum, valid_count]))
+        global_sum, global_count = global_sum_count[0], global_sum_count[1]
+        return seg_sum / tf.maximum(global_count, 1.0), global_sum / tf.maximum(global_count, 1.0)
+
+    def _update_metrics(self, applied, loss, seg_loss, confusion_loss):
+        """Adds an applied step's G losses to the metrics (a skipped step adds nothing)."""
+        weight = tf.cast(applied, tf.float32)
+        step_guard.update_mean(self.loss_tracker, loss, weight)
+        step_guard.update_mean(self.seg_loss_tracker, seg_loss, weight)
+        if confusion_loss is not None:
+            step_guard.update_mean(self.confusion_loss_tracker, confusion_loss, weight)
+
+    def _logs(self, learning_rate, step_logs):
+        """The logs `fit` shows: the metrics' means over the applied steps, `lr`, the step's
+        `sigma`, `skipped_steps` and, under float16 loss scaling, the G step's `loss_scale`."""
         logs = {
-            "loss": self._loss_tracker.result(),
+            "loss": self.loss_tracker.result(),
             "seg_loss": self.seg_loss_tracker.result(),
             **{m.name: m.result() for m in self._domain_trackers},
             "lr": learning_rate,
-            **logs,
+            **step_logs,
             "skipped_steps": self.skipped_steps.value,
         }
         if isinstance(self.seg_optimizer, keras.optimizers.LossScaleOptimizer):
             logs["loss_scale"] = self.seg_optimizer.dynamic_scale.value
-        return logs, None
+        return logs
 
     @property
     def _domain_trackers(self):
@@ -458,62 +502,14 @@ class UADAModel(keras.Model):
             return []
         return [self.domain_loss_tracker, self.confusion_loss_tracker, self.domain_accuracy_tracker]
 
-    def _domain_step(self, z, num_source, sigma, step, finite, apply_updates, logs):
-        """The D step on `z` (no gradient to R). Returns `(gradients, finite, overflow)`."""
-        variables = self.domain_classifier.trainable_variables
-        overflow = tf.constant(False)
-        noisy_z = z + tf.cast(sigma, z.dtype) * self._noise(z, step)
-        with tf.GradientTape() as tape:
-            d_logits = self.domain_classifier(noisy_z, training=True)  # [N, h, w, 1]
-            d_loss = losses.domain_loss(d_logits, num_source)
-            scaled = self.domain_optimizer.scale_loss(
-                d_loss / tf.distribute.get_strategy().num_replicas_in_sync
-            )
-        grads, grads_finite = self._finish_gradients(
-            tape.gradient(scaled, variables), self.domain_optimizer
-        )
-        losses_finite = finite & tf.math.is_finite(_sum_over_replicas(d_loss))
-        finite = losses_finite & grads_finite
-        if not apply_updates:
-            logs["domain_loss"] = d_loss
-        if apply_updates:
-            _apply_if(finite, _inner(self.domain_optimizer), grads, variables)
-            overflow = _update_loss_scale(self.domain_optimizer, grads_finite, losses_finite)
-            weight = tf.cast(finite, tf.float32)
-            _update_mean(self.domain_loss_tracker, d_loss, weight)
-            _update_mean(
-                self.domain_accuracy_tracker, losses.domain_accuracy(d_logits, num_source), weight
-            )
-        return grads, finite, overflow
-
-    def _finish_gradients(self, grads, optimizer):
-        """Sums over replicas, unscales (float16 loss scaling), checks that the gradients are
-        finite, clips element-wise, and divides by the number of replicas (the optimizer sums the
-        replicas' gradients again). Returns `(gradients, finite)`.
-
-        The finiteness check comes before the clip, which would turn an infinite gradient into
-        a finite one; the unscaling comes before both, so that the clip bound applies to the
-        true gradient and an overflow of the scaled one is seen.
-        """
-        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if num_replicas > 1:
-            grads = tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, grads
-            )
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            inverse = 1.0 / optimizer.dynamic_scale.value  # a power of two: exact
-            grads = [g * tf.cast(inverse, g.dtype) for g in grads]
-        finite = _all_finite(grads)
-        if self.gradient_clip is not None:
-            grads = [tf.clip_by_value(g, -self.gradient_clip, self.gradient_clip) for g in grads]
-        if num_replicas > 1:
-            grads = [g / num_replicas for g in grads]
-        return grads, finite
-
     def _sigma(self, step):
         return schedules.instance_noise_sigma(
             step, initial_sigma=self.noise_sigma, decay_steps=self.noise_decay_steps
         )
+
+    def _with_noise(self, z, step):
+        """`z + sigma * n`: the instance noise of the update numbered `step` (D and G counted)."""
+        return z + tf.cast(self._sigma(step), z.dtype) * self._noise(z, step)
 
     def _noise(self, like, step):
         """N(0, 1) noise, a function of (seed, step, replica): fresh each update and replica."""
@@ -634,95 +630,3 @@ def _conv_kernels(model):
         elif isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose):
             kernels.append(layer.kernel)
     return kernels
-
-
-def _multi_worker(strategy):
-    """Whether `strategy` is a `MultiWorkerMirroredStrategy` over more than one worker."""
-    return (
-        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        and getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
-    )
-
-
-def _sum_over_replicas(value):
-    """All-reduce sum over the replicas (the value itself on one replica)."""
-    if tf.distribute.get_strategy().num_replicas_in_sync == 1:
-        return value
-    return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-
-def _all_finite(tensors):
-    if not tensors:
-        return tf.constant(True)
-    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
-
-
-def _update_mean(metric, value, weight):
-    """Adds `value` to a `Mean` with weight 0 or 1 (a skipped step's NaN never enters)."""
-    metric.update_state(tf.where(weight > 0, value, tf.zeros_like(value)), sample_weight=weight)
-
-
-def _loss_scaled(optimizer):
-    """`optimizer` wrapped in a `keras.optimizers.LossScaleOptimizer` (unless it is one)."""
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        return optimizer
-    return keras.optimizers.LossScaleOptimizer(optimizer, name=f"{optimizer.name}_loss_scale")
-
-
-def _inner(optimizer):
-    """The optimizer that applies the (already unscaled) gradients."""
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        return optimizer.inner_optimizer
-    return optimizer
-
-
-def _update_loss_scale(optimizer, grads_finite, losses_finite):
-    """Updates a `LossScaleOptimizer`'s dynamic scale by its own rule; returns `overflow`.
-
-    The rule is Keras': halve the scale (and restart the count) after a step whose unscaled
-    gradients are not finite, double it after `dynamic_growth_steps` finite steps. The model
-    applies the gradients itself (it unscales before clipping), so it also keeps the scale, in
-    the optimizer's own variables. A step whose losses are not finite (bad input) leaves the
-    scale alone. `overflow` is True for a step skipped because of the scale: finite losses,
-    non-finite gradients and a scale still >= 1 (below 1 the scale cannot be the cause).
-    Returns False for any other optimizer.
-    """
-    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        return tf.constant(False)
-    scale, counter = optimizer.dynamic_scale, optimizer.step_counter
-    old_scale, old_count = tf.identity(scale.value), tf.identity(counter.value)
-    grow = grads_finite & tf.equal(old_count, optimizer.dynamic_growth_steps - 1)
-    factor = tf.where(grads_finite, tf.where(grow, 2.0, 1.0), 0.5)
-    scale.assign(tf.where(losses_finite, old_scale * factor, old_scale))
-    new_count = tf.where(grads_finite & ~grow, old_count + 1, tf.zeros_like(old_count))
-    counter.assign(tf.where(losses_finite, new_count, old_count))
-    return losses_finite & ~grads_finite & (old_scale >= 1.0)
-
-
-def _apply_if(condition, optimizer, grads, variables):
-    """`optimizer.apply(grads, variables)` when `condition` holds; otherwise nothing changes.
-
-    `condition` must be the same on every replica. Under a strategy whose optimizer update goes
-    through `merge_call` (MirroredStrategy), a `cond` whose branch calls `merge_call` is not
-    allowed in a replica context; as Keras' `LossScaleOptimizer` does, the `cond` is then taken in
-    the cross-replica context and the update run back in each replica.
-    """
-
-    def apply():
-        optimizer.apply(grads, variables)
-
-    if tf.__internal__.distribute.strategy_supports_no_merge_call():
-        tf.cond(condition, apply, lambda: None)
-        return
-
-    def cross_replica(distribution, condition, grads):
-        condition = distribution.experimental_local_results(condition)[0]
-
-        def apply_each():
-            distribution.extended.call_for_each_replica(
-                lambda g: optimizer.apply(g, variables), args=(grads,)
-            )
-
-        tf.cond(condition, apply_each, lambda: None)
-
-    tf.distribute.get_replica_context().merge_call(cross_replica, args=(condition, grads))

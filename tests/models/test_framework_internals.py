@@ -1,0 +1,89 @@
+"""Tests of `uada.models.framework_internals` against the installed Keras and TensorFlow.
+
+Each test names the private internal it checks: when an upgrade removes or changes it, the failure
+says which one, and `framework_internals.py` says what uada needs it for.
+"""
+
+import inspect
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from uada.models import framework_internals
+
+
+class CountingModel(keras.Model):
+    """A one-layer model with a custom `train_step`, counting the calls of the hook."""
+
+    builds = 0
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+        self.dense.build((None, 2))
+        self.built = True
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        type(self).builds += 1
+        framework_internals.no_symbolic_build(self, iterator=iterator, data_batch=data_batch)
+
+    def train_step(self, data):
+        return {"mean": tf.reduce_mean(self(data))}
+
+
+def test_fit_still_calls_the_symbolic_build_hook_that_uada_overrides():
+    internal = "keras.Model._maybe_symbolic_build"
+    assert hasattr(keras.Model, "_maybe_symbolic_build"), f"{internal} no longer exists"
+    parameters = inspect.signature(keras.Model._maybe_symbolic_build).parameters
+    assert {"iterator", "data_batch"} <= set(parameters), f"{internal} changed: {parameters}"
+    model = CountingModel()
+    model.compile(optimizer="sgd")
+    CountingModel.builds = 0
+    model.fit(np.ones((2, 2), "float32"), epochs=1, verbose=0)
+    assert CountingModel.builds >= 1, (
+        f"Keras' fit no longer calls {internal}: UADAModel's no-op override does nothing, and fit "
+        "may draw a batch under MultiWorkerMirroredStrategy"
+    )
+
+
+def test_uada_model_uses_the_no_op_symbolic_build():
+    from uada.models import UADAModel
+
+    assert UADAModel._maybe_symbolic_build is framework_internals.no_symbolic_build
+
+
+def test_strategy_supports_no_merge_call_without_and_with_a_strategy(mirrored_strategy):
+    internal = "tf.__internal__.distribute.strategy_supports_no_merge_call"
+    try:
+        assert framework_internals.strategy_supports_no_merge_call() is True, internal
+    except AttributeError as error:
+        pytest.fail(f"{internal} no longer exists: {error}")
+    # MirroredStrategy on CPUs updates through merge_call: a replica context must not skip it.
+    results = mirrored_strategy.run(
+        lambda: tf.constant(framework_internals.strategy_supports_no_merge_call())
+    )
+    local = [bool(r) for r in mirrored_strategy.experimental_local_results(results)]
+    assert local == [False, False], f"{internal} changed its answer under MirroredStrategy"
+
+
+def test_keras_reduces_logs_with_its_multi_worker_rule(mirrored_strategy):
+    from keras.src.backend.tensorflow import trainer
+
+    internal = "keras.src.backend.tensorflow.trainer._collective_all_reduce_multi_worker"
+    assert hasattr(trainer, "_collective_all_reduce_multi_worker"), (
+        f"{internal} no longer exists: Keras reduces a multi-worker step's logs another way; "
+        "check framework_internals.reducible_logs"
+    )
+    assert "axis=0" in inspect.getsource(trainer.reduce_per_replica), (
+        "keras.src.backend.tensorflow.trainer.reduce_per_replica no longer reduces a "
+        "multi-worker step's logs along axis 0; check framework_internals.reducible_logs"
+    )
+    logs = {"loss": tf.constant(1.5)}
+    for strategy in (tf.distribute.get_strategy(), mirrored_strategy):
+        assert not trainer._collective_all_reduce_multi_worker(strategy)
+        assert framework_internals.reducible_logs(logs, strategy) is logs

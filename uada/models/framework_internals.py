@@ -1,0 +1,66 @@
+"""Every place where uada relies on a private part of Keras or TensorFlow, and why.
+
+Each entry is a small named function; `tests/models/test_framework_internals.py` exercises each
+one against the installed Keras and TensorFlow and fails with the internal's name when an upgrade
+removes or changes it.
+
+- `no_symbolic_build` overrides `keras.Model._maybe_symbolic_build` (Keras 3.15's TF trainer):
+  `fit` has no public switch to skip its symbolic build.
+- `strategy_supports_no_merge_call` calls
+  `tf.__internal__.distribute.strategy_supports_no_merge_call`: tf.distribute has no public test
+  for "may an update in this replica context skip `merge_call`"; Keras' `LossScaleOptimizer`
+  uses the same function.
+- `reducible_logs` works around Keras' private `reduce_per_replica` (its TF trainer), which
+  reduces a multi-worker step's logs in a way `train_step` cannot configure.
+
+Replaced by public APIs (no longer here): the model's "loss" metric is its own
+`keras.metrics.Mean` listed in `UADAModel.metrics` (it was Keras' `Model._loss_tracker`), and
+"is this a multi-worker run" reads the strategy's `cluster_resolver` (it was
+`strategy.extended._in_multi_worker_mode()`).
+"""
+
+import tensorflow as tf
+
+
+def no_symbolic_build(model, iterator=None, data_batch=None):
+    """Replaces `keras.Model._maybe_symbolic_build` (assign it as that method): builds nothing.
+
+    Keras' TF trainer calls this hook from `fit`, `evaluate` and `predict` to build the model's
+    metrics and optimizer on a batch drawn from the input. `UADAModel` is built by `__init__` and
+    its two optimizers by `compile`; the symbolic build would only draw a batch and, under
+    `MultiWorkerMirroredStrategy`, fail to reduce the per-replica batch to one batch (Keras 3.15:
+    `strategy.reduce` of images raises).
+    """
+    del model, iterator, data_batch
+
+
+def strategy_supports_no_merge_call():
+    """Whether the current strategy's replica context may run an optimizer update without
+    `merge_call` (no strategy, or XLA on GPUs): then a `tf.cond` around the update is allowed.
+
+    Reaches `tf.__internal__.distribute.strategy_supports_no_merge_call`, which Keras'
+    `LossScaleOptimizer` uses for the same decision."""
+    return tf.__internal__.distribute.strategy_supports_no_merge_call()
+
+
+def reducible_logs(logs, strategy):
+    """`train_step`'s logs shaped so that Keras can reduce them over the replicas.
+
+    Keras 3.15 (`reduce_per_replica` in its TF trainer) reduces the logs of a multi-worker
+    `MultiWorkerMirroredStrategy` step with `strategy.reduce(MEAN, value, axis=0)`, which needs
+    an axis: each scalar gets one (shape `[1]`; the mean over the replicas is a scalar again).
+    Other strategies get the logs as they are.
+    """
+    if not _multi_worker(strategy):
+        return logs
+    return {key: tf.reshape(value, [1]) for key, value in logs.items()}
+
+
+def _multi_worker(strategy):
+    """Whether `strategy` is a `MultiWorkerMirroredStrategy` over more than one worker (the
+    public equivalent of its `extended._in_multi_worker_mode()`: chief and worker tasks of its
+    cluster, one worker when the cluster is empty)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+    return len(cluster.get("chief", [])) + len(cluster.get("worker", [])) > 1
