@@ -4,9 +4,9 @@
         [--checkpoint=DIR/checkpoints/ckpt-100] [--overlay_alpha=0.5]
 
 Inputs are image files and folders; folders are searched recursively for `.png`, `.jpg` and
-`.jpeg` files (any case), except the output folder if it lies inside one. The output folder mirrors the inputs: an image `F/sub/x.jpg` found in a
-folder input `F` gives `OUT/sub/x*.png`, a file input `x.jpg` gives `OUT/x*.png`. Three files per
-image, each at the image's own size:
+`.jpeg` files (any case), except the output folder if it lies inside one. The output folder
+mirrors the inputs: an image `F/sub/x.jpg` found in a folder input `F` gives `OUT/sub/x*.png`, a
+file input `x.jpg` gives `OUT/x*.png`. Three files per image, each at the image's own size:
 
 - `x.png`: the predicted train ids (single-channel uint8, 0..18);
 - `x_color.png`: the same in the Cityscapes palette (`uada.data.labels.colorize`);
