@@ -8,10 +8,10 @@ the *source* statistics for every domain; AdaBN uses each test domain's own.
 
 `adapt_statistics(model, images)` does this exactly, layer by layer in network order:
 
-| for each normalization layer `L_i` with moving statistics, in the order the network runs them |
-|---|
-| 1. run the model on every image, `L_1 .. L_{i-1}` already adapted and in inference mode |
-| 2. `moving_mean_i = mean(x_i)`, `moving_variance_i = mean((x_i - mean(x_i))^2)` per channel over every image and position (`x_i`: `L_i`'s inputs) |
+    for each normalization layer L_i with moving statistics, in the order the network runs:
+        run the model on every image, L_1 .. L_{i-1} already adapted and in inference mode;
+        moving_mean_i     = mean(x_i)                  per channel, over every image and
+        moving_variance_i = mean((x_i - mean(x_i))^2)  position (x_i: L_i's inputs)
 
 The variance is the biased (population) variance, as Keras' batch normalization uses for its
 moving statistics. The statistics are exact over all the images, not an exponential moving
