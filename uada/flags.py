@@ -167,8 +167,10 @@ def define_train_flags(flag_values=flags.FLAGS):
         flag_values=fv,
     )  # fmt: skip
     flags.DEFINE_integer(
-        "keep_checkpoints", d.keep_checkpoints, "Checkpoints kept.", lower_bound=1, flag_values=fv
-    )
+        "keep_checkpoints", d.keep_checkpoints,
+        "Checkpoints kept (the latest ones); 0 keeps every checkpoint, e.g. to evaluate each one "
+        "with `python -m uada.evaluate --checkpoints=all`.", lower_bound=0, flag_values=fv,
+    )  # fmt: skip
     flags.DEFINE_integer(
         "log_every", d.log_every, "TensorBoard scalar period in G steps.", lower_bound=1,
         flag_values=fv,
