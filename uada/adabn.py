@@ -49,6 +49,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+# The normalization statistics a domain is evaluated with (`python -m uada.evaluate
+# --adapt_statistics`): the model's own, or (AdaBN) those of the evaluated domain's images.
+ADAPT_STATISTICS = ("none", "target")
+
+
+# Batches of a layer's pass run eagerly before the model is traced for the rest of the pass.
+_EAGER_BATCHES = 16
+
 
 def normalization_layers(model):
     """The layers of `model` with moving statistics, nested models included, in network order.
@@ -104,8 +112,10 @@ def adapt_statistics(model, images, *, max_images=None):
 
 def _input_moments(model, layer, images, max_images):
     """Exact float64 mean and biased variance of `layer`'s inputs over all `images`."""
-    # Traced once per layer: which layer runs in training mode is fixed at trace time.
-    forward = tf.function(lambda batch: model(batch, training=True))
+
+    def forward(batch):
+        return model(batch, training=True)
+
     counts, means, variances = [], [], []
     size = None
     taken = 0
@@ -123,6 +133,10 @@ def _input_moments(model, layer, images, max_images):
                 f"weigh each batch by its number of images). Received: {size} and "
                 f"{tuple(batch.shape[1:3])}"
             )
+        if len(counts) == _EAGER_BATCHES:
+            # A long pass pays for tracing (once per layer: which layer runs in training mode is
+            # fixed at trace time); a short one runs faster eagerly.
+            forward = tf.function(forward, reduce_retracing=True)
         forward(batch)  # momentum 0: the moving statistics are now this batch's moments
         counts.append(batch.shape[0])
         means.append(layer.moving_mean.numpy().astype(np.float64))
