@@ -12,6 +12,7 @@ from conftest import parse_train_flags, run_command
 
 from uada import adabn, domains, eval_curve, evaluate, train_lib
 from uada import flags as uada_flags
+from uada import selection as selection_command
 from uada.analysis import selection
 from uada.data import pipeline
 
@@ -163,3 +164,17 @@ def test_adabn_evaluation_uses_each_domains_images_and_restores_the_model(smoke_
     )  # fmt: skip
     assert "demo_unseen has no training images" in result.stdout
     assert json.loads(output.read_text())["demo_unseen"]["statistics"] == "val"
+
+
+def test_selection_report_of_a_run(every_checkpoint_run, tmp_path):
+    config, workdir = every_checkpoint_run.config, every_checkpoint_run.workdir
+    rows, _, _ = eval_curve.evaluate_checkpoints(
+        config, workdir, ["demo_target"], print_table=False
+    )
+    text = selection_command.report([workdir], names=["smoke"])
+    miou = {row["step"]: 100 * row["miou"] for row in rows}
+    for signal in selection.SIGNALS:
+        assert f"| smoke | {signal} | 4 | " in text
+    assert f"| {miou[4]:.1f} (4) |" in text  # the last checkpoint's target mIoU
+    with pytest.raises(FileNotFoundError, match="--checkpoints=all"):
+        selection_command.report([str(tmp_path)])
