@@ -75,9 +75,9 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
             f"--select=domain_accuracy needs a domain classifier, which only runs of mode 'uada' "
             f"have; the run in {workdir} has mode {config.mode!r}. Received: select={select!r}"
         )
-    domains = list(domains or config.domains)
-    resolution = resolution or config.eval_resolution
-    max_images = config.eval_max_images if max_images is None else max_images
+    domains, resolution, max_images = evaluate_lib.resolve_options(
+        config, domains, resolution, max_images
+    )
     prefixes = train_lib.all_checkpoints(workdir)
     if not prefixes:
         raise FileNotFoundError(
@@ -140,6 +140,7 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
     selection.write_curve(os.path.join(workdir, f"{stem}.csv"), rows)
     figures.plot_eval_curve(
         rows, os.path.join(workdir, f"{stem}.png"), selected=step,
+        selected_label=f"reported: step {step} (--select={select})",
         title=f"{os.path.basename(os.path.normpath(workdir))}: mIoU per checkpoint",
     )  # fmt: skip
     selected = {domain: per_step[step][domain] for domain in domains}

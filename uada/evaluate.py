@@ -104,9 +104,7 @@ def evaluate_model(model, config, domains=None, *, resolution=None, max_images=N
             f"`adapt_statistics` must be one of {ADAPT_STATISTICS}. "
             f"Received: adapt_statistics={adapt_statistics!r}"
         )
-    domains = list(domains or config.domains)
-    resolution = resolution or config.eval_resolution
-    max_images = config.eval_max_images if max_images is None else max_images
+    domains, resolution, max_images = resolve_options(config, domains, resolution, max_images)
     domains_lib.ensure_demo(config)
     predict = _predict_function(model.segmenter)
     results = {}
@@ -126,6 +124,15 @@ def evaluate_model(model, config, domains=None, *, resolution=None, max_images=N
             results[name]["statistics"] = split
         logging.info("%s: mIoU %.4f", name, results[name]["miou"] or float("nan"))
     return results
+
+
+def resolve_options(config, domains, resolution, max_images):
+    """`(domains, resolution, max_images)` with the run's defaults for `None`s (see `evaluate`)."""
+    return (
+        list(domains or config.domains),
+        resolution or config.eval_resolution,
+        config.eval_max_images if max_images is None else max_images,
+    )
 
 
 def _adapt(stack, model, config, domain, max_images):

@@ -70,7 +70,7 @@ def prediction_grid(images, labels, predictions, path, *, title=None):
     return path
 
 
-def plot_eval_curve(rows, path, *, selected=None, title=None):
+def plot_eval_curve(rows, path, *, selected=None, selected_label=None, title=None):
     """Plots mIoU (%) per domain against the training step, one line per domain.
 
     Args:
@@ -78,6 +78,7 @@ def plot_eval_curve(rows, path, *, selected=None, title=None):
             as `uada.analysis.selection.read_curve` returns.
         path: output image path (the format follows the extension).
         selected: a step to mark with a vertical line (the reported checkpoint), or None.
+        selected_label: the line's legend entry; default `"reported (<step>)"`.
         title: optional figure title.
 
     Returns:
@@ -97,7 +98,8 @@ def plot_eval_curve(rows, path, *, selected=None, title=None):
         )
         ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=domain)
     if selected is not None:
-        ax.axvline(selected, color="k", linestyle="--", linewidth=1, label=f"reported ({selected})")
+        label = selected_label or f"reported ({selected})"
+        ax.axvline(selected, color="k", linestyle="--", linewidth=1, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("mIoU (%)")
     ax.grid(alpha=0.3)
