@@ -14,7 +14,8 @@ For each checkpoint the workdir keeps (`uada.train_lib.all_checkpoints`; train w
    label), cached in `DIR/eval_checkpoints/signals_images-<N|all>/ckpt-<step>.json`.
 
 A cache file is written (atomically) once its numbers are complete, and a rerun computes only
-what is missing: new checkpoints, new domains. From the cache the command writes
+what is missing: new checkpoints, new domains (a cache file older than its checkpoint, which was
+then written again, is recomputed). From the cache the command writes
 
 - `DIR/eval_curve.csv` (`eval_curve_<resolution>[_adabn].csv` for another resolution than the
   run's or with AdaBN): one row per checkpoint and domain, columns `step, domain, miou,
@@ -97,8 +98,8 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
         step = checkpoint_step(prefix)
         results_path = os.path.join(results_dir, f"{name}.json")
         signals_path = os.path.join(signals_dir, f"{name}.json")
-        results = _read_cached(results_path, "results") or {}
-        signals = _read_cached(signals_path, "signals")
+        results = _read_cached(results_path, "results", prefix) or {}
+        signals = _read_cached(signals_path, "signals", prefix)
         missing = [domain for domain in domains if domain not in results]
         if missing or signals is None:
             if model is None:
@@ -234,9 +235,10 @@ def _images(config, name, max_images):
     )
 
 
-def _read_cached(path, key):
-    """A cache file's `key` entry, or None when the file does not exist yet."""
-    if not os.path.exists(path):
+def _read_cached(path, key, prefix):
+    """A cache file's `key` entry; None when it does not exist or is older than the checkpoint
+    `prefix` (a checkpoint written again, e.g. by a run restarted from scratch)."""
+    if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(f"{prefix}.index"):
         return None
     with open(path) as f:
         return json.load(f)[key]

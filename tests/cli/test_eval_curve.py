@@ -107,6 +107,14 @@ def test_curve_of_every_checkpoint_reuses_finished_evaluations(every_checkpoint_
         config, workdir, ["demo_target", "demo_unseen"], print_table=False
     )
     assert calls == [["demo_unseen"]] * 4
+    # A checkpoint written again (newer than its cached results) is evaluated again.
+    monkeypatch.undo()
+    monkeypatch.setattr(evaluate, "evaluate_model", spy)
+    cached = os.path.join(workdir, "eval_checkpoints", "384x768_adapt-none_images-2", "ckpt-2.json")
+    os.utime(cached, (0, 0))  # older than the checkpoint's files
+    calls.clear()
+    eval_curve.evaluate_checkpoints(config, workdir, ["demo_target"], print_table=False)
+    assert calls == [["demo_target"]]
 
 
 def test_selection_errors_name_the_flag(every_checkpoint_run):
