@@ -113,14 +113,12 @@ def evaluate_model(model, config, domains=None, *, resolution=None, max_images=N
         dataset = domains_lib.load(domain, domain.eval_split, config, resolution=resolution)
         if max_images:
             dataset = dataset.take(max_images)
-        with contextlib.ExitStack() as stack:
-            if adapt_statistics == "target":
-                split = _adapt(stack, model, config, domain, adapt_max_images)
+        with _statistics(model, config, domain, adapt_statistics, adapt_max_images) as split:
             matrix = metrics.ConfusionMatrix()
             for images, labels in _eval_batches(dataset, config, resolution):
                 matrix.update(labels.numpy(), predict(images, tf.shape(labels)[1:3]).numpy())
         results[name] = matrix.result()
-        if adapt_statistics == "target":
+        if split is not None:
             results[name]["statistics"] = split
         logging.info("%s: mIoU %.4f", name, results[name]["miou"] or float("nan"))
     return results
@@ -135,8 +133,13 @@ def resolve_options(config, domains, resolution, max_images):
     )
 
 
-def _adapt(stack, model, config, domain, max_images):
-    """Enters AdaBN on `domain`'s training images (else its evaluated split); returns the split."""
+@contextlib.contextmanager
+def _statistics(model, config, domain, adapt_statistics, max_images):
+    """The normalization statistics `domain` is evaluated with; yields the split whose images
+    AdaBN used, or None for the model's own statistics (restored on exit)."""
+    if adapt_statistics == "none":
+        yield None
+        return
     split = domain.train_split
     if split is None:
         split = domain.eval_split
@@ -153,8 +156,8 @@ def _adapt(stack, model, config, domain, max_images):
         batch_size=config.eval_batch_size,
         image_size=tuple(config.image_size),
     ).map(lambda images, labels: images)  # unlabelled: the labels are never read
-    stack.enter_context(adabn.adapted_statistics(model.segmenter, images, max_images=max_images))
-    return split
+    with adabn.adapted_statistics(model.segmenter, images, max_images=max_images):
+        yield split
 
 
 def write_results(output_json, results, config, resolution, *, print_table=True, note=None):
