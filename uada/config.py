@@ -86,7 +86,8 @@ class Config:
     Bookkeeping:
         seed: seeds initialization, data order and augmentation.
         deterministic: TensorFlow op determinism (exact reruns and resumption; slower).
-        checkpoint_every, keep_checkpoints: checkpoint period in G steps and how many to keep.
+        checkpoint_every, keep_checkpoints: checkpoint period in G steps and how many to keep
+            (the latest ones; 0 keeps every checkpoint).
         log_every: TensorBoard scalar period in G steps.
         image_summary_every: period of TensorBoard prediction images; 0 for none.
         eval_resolution: `"384x768"` (the model's input size, labels resized nearest; the paper)

@@ -23,6 +23,8 @@ import os
 from absl import flags
 
 from uada import config as config_lib
+from uada.adabn import ADAPT_STATISTICS
+from uada.analysis import selection
 
 _DEFAULT = config_lib.Config()
 _DEMO_DATASETS = tuple(name for name in config_lib.DATASETS if name.startswith("demo_"))
@@ -173,8 +175,10 @@ def define_train_flags(flag_values=flags.FLAGS):
         flag_values=fv,
     )  # fmt: skip
     flags.DEFINE_integer(
-        "keep_checkpoints", d.keep_checkpoints, "Checkpoints kept.", lower_bound=1, flag_values=fv
-    )
+        "keep_checkpoints", d.keep_checkpoints,
+        "Checkpoints kept (the latest ones); 0 keeps every checkpoint, e.g. to evaluate each one "
+        "with `python -m uada.evaluate --checkpoints=all`.", lower_bound=0, flag_values=fv,
+    )  # fmt: skip
     flags.DEFINE_integer(
         "log_every", d.log_every, "TensorBoard scalar period in G steps.", lower_bound=1,
         flag_values=fv,
@@ -369,6 +373,46 @@ def define_evaluate_flags(flag_values=flags.FLAGS):
         "output_json", None, "Where to write the JSON results; default: WORKDIR/eval_<...>.json.",
         flag_values=fv,
     )  # fmt: skip
+    flags.DEFINE_enum(
+        "checkpoints", "latest", ("latest", "all"),
+        "'latest': evaluate the latest checkpoint (or --checkpoint). 'all': evaluate every kept "
+        "checkpoint (train with --keep_checkpoints=0 to keep all), reusing finished evaluations, "
+        "and write WORKDIR/eval_curve.csv and .png with the label-free selection signals.",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_enum(
+        "select", "last", selection.SELECTIONS,
+        "With --checkpoints=all, the checkpoint to report, chosen without target labels: 'last', "
+        "or the best by a signal: domain_accuracy (closest to 0.5; UADA runs only), "
+        "target_entropy (lowest) or retrieval_alignment (highest).", flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_enum(
+        "adapt_statistics", "none", ADAPT_STATISTICS,
+        "'none': the model's own normalization statistics. 'target' (AdaBN): before each "
+        "domain, recompute every normalization layer's statistics on that domain's unlabelled "
+        "training images (the evaluated split's where it has none); results go to "
+        "WORKDIR/eval_<resolution>_adabn.json.", flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "adapt_max_images", 0, "Images for AdaBN's statistics (the first ones); 0 for all.",
+        lower_bound=0, flag_values=fv,
+    )  # fmt: skip
+    flags.register_multi_flags_validator(
+        ["checkpoints", "select"],
+        lambda values: values["checkpoints"] == "all" or values["select"] == "last",
+        message="--select chooses among every checkpoint: it needs --checkpoints=all.",
+        flag_values=fv,
+    )
+    flags.register_multi_flags_validator(
+        ["checkpoints", "checkpoint", "output_json"],
+        lambda values: (
+            values["checkpoints"] == "latest"
+            or (values["checkpoint"] is None and values["output_json"] is None)
+        ),
+        message="--checkpoints=all evaluates every kept checkpoint and names its own outputs: "
+        "it takes neither --checkpoint nor --output_json.",
+        flag_values=fv,
+    )
 
 
 def define_predict_flags(flag_values=flags.FLAGS):

@@ -55,12 +55,20 @@ class Cell:
     """One number of a table: the experiment whose run fills it, tested on `role`.
 
     `role` is `"source"`, `"target"` or `"unseen:<i>"` (the run's i-th unseen domain); `paper` is
-    the paper's % mIoU, or None where the paper has no number.
+    the paper's % mIoU, or None where the paper has no number. `statistics` is the
+    `--adapt_statistics` of the cell's evaluation: `"none"` (the run's final evaluation) or
+    `"target"` (AdaBN, `uada.adabn`: each domain with its own images' statistics).
     """
 
     experiment: str | None
     role: str
     paper: float | None
+    statistics: str = "none"
+
+    @property
+    def key(self):
+        """The cell's entry in `run_all`'s results: the experiment, `+adabn` with AdaBN."""
+        return self.experiment if self.statistics == "none" else f"{self.experiment}+adabn"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +125,14 @@ TABLES = {
                 ("split batch", "split_batch", 34.8, 35.4),
                 ("DAN", "dan", 34.8, 38.2),
             )
+        )
+        # Not in the paper: the source-only DAN model tested with the target's own statistics
+        # (AdaBN, Li et al. 2016), the classic alternative to DAN's source statistics.
+        + (
+            (
+                "DAN + AdaBN (target statistics)",
+                (Cell("table2_dan_source_only", "target", None, statistics="target"), None),
+            ),
         ),
     ),
     3: Table(
@@ -262,6 +278,7 @@ class Run:
     argv: list
     workdirs: list  # candidates; the first is where a new run is trained
     experiments: list
+    adabn: bool = False  # a cell also needs its AdaBN evaluation
 
     def finished_workdir(self):
         """A candidate workdir holding this exact finished run, or None."""
@@ -280,8 +297,8 @@ def is_finished(workdir, config):
     return os.path.isfile(_eval_json(workdir, config))
 
 
-def _eval_json(workdir, config):
-    return os.path.join(workdir, f"eval_{config.eval_resolution}.json")
+def _eval_json(workdir, config, suffix=""):
+    return os.path.join(workdir, f"eval_{config.eval_resolution}{suffix}.json")
 
 
 def plan(table, *, demo=False, workdir_root="workdirs", overrides=()):
@@ -327,6 +344,10 @@ def plan(table, *, demo=False, workdir_root="workdirs", overrides=()):
                 run.workdirs.append(workdir)
             run.experiments.append(cell.experiment)
             runs[cell.experiment] = run
+    for _, cells in spec.rows:
+        for cell in cells:
+            if cell is not None and cell.statistics == "target" and cell.experiment in runs:
+                runs[cell.experiment].adabn = True
     return runs
 
 
@@ -358,6 +379,10 @@ def describe(runs):
             f"{action:6s} {workdir}  ({', '.join(run.experiments)})\n"
             f"       python -m uada.train {' '.join(run.argv)} --workdir={workdir}"
         )
+        if run.adabn:
+            lines.append(
+                f"       python -m uada.evaluate --workdir={workdir} --adapt_statistics=target"
+            )
     return lines
 
 
@@ -366,8 +391,16 @@ def describe(runs):
 
 
 def run_all(runs):
-    """Trains what is not finished; returns `{experiment: (config, evaluation results)}`."""
+    """Trains what is not finished; returns `{cell key: (config, evaluation results)}`.
+
+    The key is the experiment (the run's final evaluation) and, for runs whose AdaBN evaluation
+    a cell needs, also `<experiment>+adabn`: `eval_<resolution>_adabn.json`, computed on the
+    run's target domain with `uada.evaluate.evaluate(..., adapt_statistics="target")` unless the
+    workdir holds it.
+    """
     import json
+
+    from uada import evaluate as evaluate_lib
 
     done = {}
     for run in dict.fromkeys(runs.values(), None):
@@ -383,6 +416,18 @@ def run_all(runs):
             results = json.load(f)
         for experiment in run.experiments:
             done[experiment] = (run.config, results)
+        if run.adabn:
+            path = _eval_json(workdir, run.config, "_adabn")
+            if not os.path.isfile(path):
+                logging.info("AdaBN evaluation of %s.", workdir)
+                evaluate_lib.evaluate(
+                    run.config, workdir, [run.config.target], adapt_statistics="target",
+                    print_table=False,
+                )  # fmt: skip
+            with open(path) as f:
+                adapted = json.load(f)
+            for experiment in run.experiments:
+                done[f"{experiment}+adabn"] = (run.config, adapted)
     return done
 
 
@@ -400,8 +445,8 @@ def render(table, measured, *, convention="official", demo=False):
 
     Args:
         table: a number in `TABLES`.
-        measured: `{experiment: (config, results)}` as `run_all` returns (missing experiments
-            render as `-`).
+        measured: `{cell key: (config, results)}` as `run_all` returns (missing cells render
+            as `-`).
         convention: `"official"` (`miou`) or `"original"` (`miou_19`).
         demo: note that the measured numbers come from the demo domains.
     """
@@ -426,8 +471,8 @@ def render(table, measured, *, convention="official", demo=False):
         for column, cell in zip(spec.columns, cells, strict=True):
             paper = "-" if cell is None or cell.paper is None else f"{cell.paper:.1f}"
             value = "-"
-            if cell is not None and cell.experiment in measured:
-                config, results = measured[cell.experiment]
+            if cell is not None and cell.key in measured:
+                config, results = measured[cell.key]
                 domain = _domain(config, cell.role)
                 if domain is not None:
                     tested_on.setdefault(column, set()).add(domain)

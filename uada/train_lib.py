@@ -207,6 +207,27 @@ def latest_checkpoint(workdir):
         CorruptCheckpointError: the state file `WORKDIR/checkpoints/checkpoint` cannot be parsed,
             or names a checkpoint whose index or data files are missing.
     """
+    state = _checkpoint_state(workdir)
+    return None if state is None else _checked_prefix(workdir, state.model_checkpoint_path)
+
+
+def all_checkpoints(workdir):
+    """Returns the prefixes of every checkpoint the workdir keeps, oldest first (`[]` if none).
+
+    The last `keep_checkpoints` of the run, or all of them with `--keep_checkpoints=0`.
+
+    Raises:
+        CorruptCheckpointError: as `latest_checkpoint`, for any of them.
+    """
+    state = _checkpoint_state(workdir)
+    if state is None:
+        return []
+    paths = dict.fromkeys([*state.all_model_checkpoint_paths, state.model_checkpoint_path])
+    return [_checked_prefix(workdir, path) for path in paths]  # the latest is last
+
+
+def _checkpoint_state(workdir):
+    """The parsed state file of `WORKDIR/checkpoints`, or None if there is none."""
     directory = checkpoint_dir(workdir)
     state_file = os.path.join(directory, "checkpoint")
     if not tf.io.gfile.exists(state_file):
@@ -218,26 +239,34 @@ def latest_checkpoint(workdir):
                 directory,
             )
         return None
-    advice = (
-        f"The workdir's checkpoints are corrupt; fix or delete {directory} to start the run "
-        "again from scratch, or use another --workdir."
-    )
     try:
         with tf.io.gfile.GFile(state_file) as f:
             state = text_format.Parse(f.read(), checkpoint_state_pb2.CheckpointState())
     except (text_format.ParseError, UnicodeDecodeError) as error:
         raise CorruptCheckpointError(
-            f"Cannot parse the checkpoint state file {state_file}: {error}. {advice}"
+            f"Cannot parse the checkpoint state file {state_file}: {error}. "
+            f"{_corrupt_advice(workdir)}"
         ) from error
     if not state.model_checkpoint_path:
         raise CorruptCheckpointError(
-            f"The checkpoint state file {state_file} names no checkpoint. {advice}"
+            f"The checkpoint state file {state_file} names no checkpoint. "
+            f"{_corrupt_advice(workdir)}"
         )
-    prefix = state.model_checkpoint_path
-    if not os.path.isabs(prefix):
-        prefix = os.path.join(directory, prefix)
-    check_checkpoint_files(prefix, advice)
+    return state
+
+
+def _checked_prefix(workdir, path):
+    """The absolute prefix of a state file's checkpoint `path`, after checking its files."""
+    prefix = path if os.path.isabs(path) else os.path.join(checkpoint_dir(workdir), path)
+    check_checkpoint_files(prefix, _corrupt_advice(workdir))
     return prefix
+
+
+def _corrupt_advice(workdir):
+    return (
+        f"The workdir's checkpoints are corrupt; fix or delete {checkpoint_dir(workdir)} to start "
+        "the run again from scratch, or use another --workdir."
+    )
 
 
 def check_checkpoint_files(prefix, advice=""):
@@ -409,7 +438,7 @@ def _train_and_evaluate(config, workdir, strategy, chief):
     manager = tf.train.CheckpointManager(
         checkpoint,
         checkpoint_dir(workdir) if chief else _scratch_dir(workdir, strategy),
-        max_to_keep=config.keep_checkpoints,
+        max_to_keep=config.keep_checkpoints or None,  # 0: keep every checkpoint
     )
     if prefix is not None:
         restore(checkpoint, prefix)

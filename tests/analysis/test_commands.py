@@ -184,3 +184,28 @@ def test_reproduce_reuses_a_finished_run_and_trains_the_rest(smoke_run, tmp_path
     plan = reproduce.describe(reproduce.plan(4, demo=True, workdir_root=str(root),
                                              overrides=overrides))  # fmt: skip
     assert all(line.startswith("reuse ") for line in plan)
+
+
+def test_table2_has_an_adabn_row_from_the_source_only_dan_run():
+    runs = reproduce.plan(2, demo=True, workdir_root="w")
+    assert runs["table2_dan_source_only"].adabn and not runs["table2_dan_uada"].adabn
+    assert "--adapt_statistics=target" in "\n".join(reproduce.describe(runs))
+    config = runs["table2_dan_source_only"].config
+    measured = {
+        "table2_dan_source_only": (config, _fake_results(demo_target=0.30)),
+        "table2_dan_source_only+adabn": (config, _fake_results(demo_target=0.33)),
+    }
+    lines = reproduce.render(2, measured, demo=True).splitlines()
+    assert "| DAN | 34.8 | 30.0 | 38.2 | - |" in lines
+    assert "| DAN + AdaBN (target statistics) | - | 33.0 | - | - |" in lines
+
+
+def test_run_all_adds_the_adabn_evaluation_of_a_finished_run(smoke_run, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(smoke_run.workdir, workdir)
+    run = reproduce.Run(smoke_run.config, [], [workdir], ["smoke"], adabn=True)
+    measured = reproduce.run_all({"smoke": run})
+    config, adapted = measured["smoke+adabn"]
+    assert measured["smoke"][1] == smoke_run.results  # the final evaluation, reused
+    assert list(adapted) == ["demo_target"] and adapted["demo_target"]["statistics"] == "train"
+    assert (tmp_path / "run" / "eval_384x768_adabn.json").is_file()

@@ -68,3 +68,45 @@ def prediction_grid(images, labels, predictions, path, *, title=None):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_eval_curve(rows, path, *, selected=None, selected_label=None, title=None):
+    """Plots mIoU (%) per domain against the training step, one line per domain.
+
+    Args:
+        rows: evaluation-curve rows, dicts with `step`, `domain` and `miou` (a fraction or None),
+            as `uada.analysis.selection.read_curve` returns.
+        path: output image path (the format follows the extension).
+        selected: a step to mark with a vertical line (the reported checkpoint), or None.
+        selected_label: the line's legend entry; default `"reported (<step>)"`.
+        title: optional figure title.
+
+    Returns:
+        `path`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for domain in dict.fromkeys(row["domain"] for row in rows):
+        points = sorted(
+            (row["step"], 100 * row["miou"])
+            for row in rows
+            if row["domain"] == domain and row["miou"] is not None
+        )
+        ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=domain)
+    if selected is not None:
+        label = selected_label or f"reported ({selected})"
+        ax.axvline(selected, color="k", linestyle="--", linewidth=1, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("mIoU (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

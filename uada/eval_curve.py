@@ -1,0 +1,249 @@
+"""Every kept checkpoint of a run evaluated, with label-free selection signals: the eval curve.
+
+    python -m uada.evaluate --workdir=DIR --checkpoints=all \
+        [--select=last|domain_accuracy|target_entropy|retrieval_alignment] \
+        [--adapt_statistics=none|target] [--resolution=...] [--domains=...] [--max_images=N]
+
+For each checkpoint the workdir keeps (`uada.train_lib.all_checkpoints`; train with
+`--keep_checkpoints=0` to keep every one), oldest first:
+
+1. the per-domain IoU (`uada.evaluate.evaluate_model`, with AdaBN if asked), cached in
+   `DIR/eval_checkpoints/<resolution>_adapt-<none|target>_images-<N|all>/ckpt-<step>.json`;
+2. the label-free signals of `uada.analysis.selection` (`checkpoint_signals`, on the model's own
+   statistics, from the validation images of the run's source and target, never a target
+   label), cached in `DIR/eval_checkpoints/signals_images-<N|all>/ckpt-<step>.json`.
+
+A cache file is written (atomically) once its numbers are complete, and a rerun computes only
+what is missing: new checkpoints, new domains (a cache file older than its checkpoint, which was
+then written again, is recomputed). From the cache the command writes
+
+- `DIR/eval_curve.csv` (`eval_curve_<resolution>[_adabn].csv` for another resolution than the
+  run's or with AdaBN): one row per checkpoint and domain, columns `step, domain, miou,
+  miou_19, domain_accuracy, target_entropy, retrieval_alignment`. The signals belong to the
+  checkpoint and are repeated on each of its domain rows; `domain_accuracy` is empty for runs
+  without a domain classifier. mIoU and signals are fractions, the entropy in nats;
+- `DIR/eval_curve.png` (same stem): mIoU per domain against the step, the selected checkpoint
+  marked;
+- `DIR/eval_<resolution>[_adabn]_select_<select>.json` and `.md`: the per-domain table of the
+  checkpoint chosen by `--select` (`uada.analysis.selection.select_checkpoint`), with a line
+  saying which checkpoint it is and why, also printed.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from uada import domains as domains_lib
+from uada import evaluate as evaluate_lib
+from uada import train_lib
+from uada.analysis import figures, selection
+from uada.analysis import retrieval as retrieval_lib
+from uada.data import pipeline
+
+CACHE_DIR = "eval_checkpoints"
+
+
+def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_images=None,
+                         adapt_statistics="none", adapt_max_images=None, select="last",
+                         print_table=True):  # fmt: skip
+    """Evaluates every kept checkpoint, writes the curve, reports the selected checkpoint.
+
+    Args:
+        config: the run's `Config`.
+        workdir: the run's directory.
+        domains, resolution, max_images, adapt_statistics, adapt_max_images: as
+            `uada.evaluate.evaluate`'s.
+        select: `"last"` or a signal of `uada.analysis.selection.SIGNALS`.
+        print_table: print the selected checkpoint's table and why it was selected.
+
+    Returns:
+        `(rows, step, results)`: the curve rows, the selected step and its per-domain results.
+
+    Raises:
+        FileNotFoundError: the workdir has no checkpoint.
+        ValueError: `select` is unknown or needs a signal the run does not have.
+    """
+    if select not in selection.SELECTIONS:
+        raise ValueError(
+            f"`select` must be one of {selection.SELECTIONS}. Received: select={select!r}"
+        )
+    if select == "domain_accuracy" and config.mode != "uada":
+        raise ValueError(
+            f"--select=domain_accuracy needs a domain classifier, which only runs of mode 'uada' "
+            f"have; the run in {workdir} has mode {config.mode!r}. Received: select={select!r}"
+        )
+    domains, resolution, max_images = evaluate_lib.resolve_options(
+        config, domains, resolution, max_images
+    )
+    prefixes = train_lib.all_checkpoints(workdir)
+    if not prefixes:
+        raise FileNotFoundError(
+            f"No checkpoint in {train_lib.checkpoint_dir(workdir)}: train first. "
+            f"Received: workdir={workdir!r}"
+        )
+    images_tag = f"images-{max_images or 'all'}"
+    results_dir = os.path.join(
+        workdir, CACHE_DIR, f"{resolution}_adapt-{adapt_statistics}_{images_tag}"
+    )
+    signals_dir = os.path.join(workdir, CACHE_DIR, f"signals_{images_tag}")
+    model = None
+    rows, per_step = [], {}
+    progbar = keras.utils.Progbar(len(prefixes), unit_name="checkpoint")
+    for index, prefix in enumerate(prefixes):
+        name = os.path.basename(prefix)
+        step = checkpoint_step(prefix)
+        results_path = os.path.join(results_dir, f"{name}.json")
+        signals_path = os.path.join(signals_dir, f"{name}.json")
+        results = _read_cached(results_path, "results", prefix) or {}
+        signals = _read_cached(signals_path, "signals", prefix)
+        missing = [domain for domain in domains if domain not in results]
+        if missing or signals is None:
+            if model is None:
+                model = train_lib.build_model(config)
+            train_lib.restore_model(model, workdir, prefix)
+            if missing:
+                new = evaluate_lib.evaluate_model(
+                    model, config, missing, resolution=resolution, max_images=max_images,
+                    adapt_statistics=adapt_statistics, adapt_max_images=adapt_max_images,
+                )  # fmt: skip
+                results.update(new)
+                _write_cached(results_path, name, step, "results", results)
+            if signals is None:
+                signals = checkpoint_signals(model, config, max_images=max_images)
+                _write_cached(signals_path, name, step, "signals", signals)
+            logging.info("%s (step %d): evaluated (%d domain(s)).", name, step, len(missing))
+        else:
+            logging.info("%s (step %d): reused %s.", name, step, results_path)
+        progbar.update(index + 1)
+        per_step[step] = results
+        for domain in domains:
+            rows.append(
+                {
+                    "step": step,
+                    "domain": domain,
+                    "miou": results[domain]["miou"],
+                    "miou_19": results[domain]["miou_19"],
+                    **signals,
+                }
+            )
+
+    step, reason = selection.select_checkpoint(rows, select)
+    note = f"Reporting checkpoint ckpt-{step} (step {step}): {reason}."
+    logging.info(note)
+    suffix = "_adabn" if adapt_statistics == "target" else ""
+    stem = "eval_curve" if (resolution, suffix) == (config.eval_resolution, "") else (
+        f"eval_curve_{resolution}{suffix}"
+    )  # fmt: skip
+    selection.write_curve(os.path.join(workdir, f"{stem}.csv"), rows)
+    figures.plot_eval_curve(
+        rows, os.path.join(workdir, f"{stem}.png"), selected=step,
+        selected_label=f"reported: step {step} (--select={select})",
+        title=f"{os.path.basename(os.path.normpath(workdir))}: mIoU per checkpoint",
+    )  # fmt: skip
+    selected = {domain: per_step[step][domain] for domain in domains}
+    evaluate_lib.write_results(
+        os.path.join(workdir, f"eval_{resolution}{suffix}_select_{select}.json"),
+        selected, config, resolution, workdir=workdir, print_table=print_table,
+        note=f"{note} Curve: {os.path.join(workdir, stem)}.csv",
+    )  # fmt: skip
+    return rows, step, selected
+
+
+def checkpoint_step(prefix):
+    """The training step of a checkpoint prefix `.../ckpt-<step>` (checkpoints are numbered by
+    the step they were written at)."""
+    name = os.path.basename(prefix)
+    try:
+        return int(name.rsplit("-", 1)[1])
+    except (IndexError, ValueError) as error:
+        raise ValueError(
+            f"A checkpoint prefix must end in '-<step>'. Received: {prefix!r}"
+        ) from error
+
+
+def checkpoint_signals(model, config, *, max_images=0, num_vectors=5000, positions_per_image=10,
+                       seed=0, max_k=49):  # fmt: skip
+    """The label-free signals of a restored model (`uada.analysis.selection`).
+
+    Computed in inference mode on the validation images of the run's source and target (at most
+    `max_images` each); no label is read.
+
+    Args:
+        model: a restored `UADAModel`.
+        config: the run's `Config`.
+        max_images: images per domain; 0 for all.
+        num_vectors, positions_per_image, seed, max_k: the retrieval curve's sampling, as in
+            `python -m uada.retrieval` (equally many source and target vectors are used; `max_k`
+            is lowered if there are too few vectors).
+
+    Returns:
+        `{"domain_accuracy": float or None (no domain classifier), "target_entropy": float,
+        "retrieval_alignment": float}`.
+    """
+    domains_lib.ensure_demo(config)
+    has_d = model.domain_classifier is not None
+
+    @tf.function(reduce_retracing=True)
+    def forward(images):
+        z = model.representation(images, training=False)
+        logits = model.segmentation_head(z, training=False)
+        return logits, (model.domain_classifier(z, training=False) if has_d else tf.zeros([0]))
+
+    domain_logits, vectors = {}, {}
+    entropy_sum, pixels = 0.0, 0
+    for role, name in (("source", config.source), ("target", config.target)):
+        dataset = _images(config, name, max_images)
+        outputs = []
+        for images, _ in dataset:  # the labels are never read
+            logits, d_logits = forward(images)
+            outputs.append(d_logits.numpy())
+            if role == "target":
+                entropy = selection.prediction_entropy(logits)
+                entropy_sum += float(np.sum(entropy, dtype=np.float64))
+                pixels += entropy.size
+        domain_logits[role] = np.concatenate(outputs)
+        vectors[role] = retrieval_lib.sample_positions(
+            model.representation, dataset, positions_per_image=positions_per_image,
+            max_vectors=num_vectors, seed=seed,
+        )["vectors"]  # fmt: skip
+    n = min(len(vectors["source"]), len(vectors["target"]))
+    return {
+        "domain_accuracy": (
+            selection.domain_accuracy(domain_logits["source"], domain_logits["target"])
+            if has_d
+            else None
+        ),
+        "target_entropy": entropy_sum / pixels,
+        "retrieval_alignment": selection.retrieval_alignment(
+            vectors["source"][:n], vectors["target"][:n], max_k=min(max_k, 2 * n - 1)
+        ),
+    }
+
+
+def _images(config, name, max_images):
+    """`(images, labels)` batches of a domain's validation split at the model's size."""
+    domain = domains_lib.get_domain(name, config)
+    dataset = domains_lib.load(domain, domain.eval_split, config)
+    if max_images:
+        dataset = dataset.take(max_images)
+    return pipeline.eval_dataset(
+        dataset, batch_size=config.eval_batch_size, image_size=tuple(config.image_size)
+    )
+
+
+def _read_cached(path, key, prefix):
+    """A cache file's `key` entry; None when it does not exist or is older than the checkpoint
+    `prefix` (a checkpoint written again, e.g. by a run restarted from scratch)."""
+    if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(f"{prefix}.index"):
+        return None
+    with open(path) as f:
+        return json.load(f)[key]
+
+
+def _write_cached(path, name, step, key, value):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    train_lib.write_json(path, {"checkpoint": name, "step": step, key: value})
