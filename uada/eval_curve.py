@@ -37,11 +37,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from uada import domains as domains_lib
 from uada import evaluate as evaluate_lib
 from uada import train_lib
 from uada.analysis import figures, selection
 from uada.analysis import retrieval as retrieval_lib
+from uada.data import domains as domains_lib
 from uada.data import pipeline
 
 CACHE_DIR = "eval_checkpoints"

@@ -16,9 +16,9 @@ import numpy as np
 from absl import app, flags
 
 from uada import config as config_lib
-from uada import domains as domains_lib
 from uada import train_lib
 from uada.analysis import figures
+from uada.data import domains as domains_lib
 from uada.data import pipeline
 
 

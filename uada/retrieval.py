@@ -25,9 +25,9 @@ import numpy as np
 from absl import app, flags, logging
 
 from uada import config as config_lib
-from uada import domains as domains_lib
 from uada import train_lib
 from uada.analysis import retrieval as retrieval_lib
+from uada.data import domains as domains_lib
 from uada.data import pipeline
 from uada.data.labels import CLASS_NAMES
 

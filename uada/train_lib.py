@@ -61,7 +61,7 @@ from tensorflow.python.training import checkpoint_state_pb2
 
 from uada import config as config_lib
 from uada import distribute, precision, preemption, workdir_lock, write_errors
-from uada import domains as domains_lib
+from uada.data import domains as domains_lib
 from uada.data import labels as labels_lib
 from uada.data import pipeline
 from uada.models import build_uada_model, schedules

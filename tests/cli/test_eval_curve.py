@@ -10,11 +10,11 @@ import pytest
 from absl import flags
 from conftest import parse_train_flags, run_command
 
-from uada import adabn, domains, eval_curve, evaluate, train_lib
+from uada import adabn, eval_curve, evaluate, train_lib
 from uada import flags as uada_flags
 from uada import selection as selection_command
 from uada.analysis import selection
-from uada.data import pipeline
+from uada.data import domains, pipeline
 
 
 @pytest.fixture(scope="module")

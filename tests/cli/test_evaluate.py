@@ -7,8 +7,8 @@ import pytest
 from conftest import run_command
 from test_metrics import cityscapes_scores
 
-from uada import domains, evaluate, train_lib
-from uada.data import pipeline
+from uada import evaluate, train_lib
+from uada.data import domains, pipeline
 
 
 def _segmenter(smoke_run):
