@@ -35,10 +35,11 @@ import sys
 import tensorflow as tf
 from absl import app, logging
 
-from uada import adabn, command_errors, metrics, train_lib, write_errors
+from uada import adabn, command_errors, metrics, train_lib
 from uada.adabn import ADAPT_STATISTICS
 from uada.data import domains as domains_lib
 from uada.data import pipeline
+from uada.runs import write_errors
 from uada.train_lib import load_model
 
 

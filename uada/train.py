@@ -10,9 +10,9 @@ command resumes from the workdir's latest checkpoint. Run from the repository ro
 files include `experiments/base.flags` by a relative path).
 
 Exit status: 0 when the run is trained and evaluated; 130 (SIGINT) or 143 (SIGTERM) when a
-signal stopped it after checkpointing (`uada.preemption`); 1 with a one-line message when another
-run holds the workdir (`uada.workdir_lock`) or the filesystem refused a write
-(`uada.write_errors`); `--verbosity=1` adds their tracebacks.
+signal stopped it after checkpointing (`uada.runs.preemption`); 1 with a one-line message when
+another run holds the workdir (`uada.runs.workdir_lock`) or the filesystem refused a write
+(`uada.runs.write_errors`); `--verbosity=1` adds their tracebacks.
 """
 
 import sys

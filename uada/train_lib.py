@@ -2,7 +2,7 @@
 
 In this order:
 
-1. The workdir is locked for this run (`uada.workdir_lock`: a second run there is refused, a
+1. The workdir is locked for this run (`uada.runs.workdir_lock`: a second run there is refused, a
    dead run's lock is taken over) and gets the run's `flags.txt` and `config.json`. A workdir
    that already holds a run with another configuration is an error naming the differing fields
    (only bookkeeping fields such as `train_steps` or `checkpoint_every` may change between the
@@ -11,8 +11,8 @@ In this order:
    run uses them; the datasets are prepared (TFDS) and the training stream is built
    (`uada.data.pipeline.train_dataset`).
 3. The model (`uada.models.build_uada_model`) is built under the `--strategy`'s scope with the
-   `--mixed_precision` policy (`uada.distribute`, `uada.precision`) and compiled with two SGD
-   optimizers (lr schedule: docs/FIDELITY.md, *Training*; XLA with `--jit_compile`). With R
+   `--mixed_precision` policy (`uada.runs.distribute`, `uada.runs.precision`) and compiled with
+   two SGD optimizers (lr schedule: docs/FIDELITY.md, *Training*; XLA with `--jit_compile`). With R
    replicas each replica takes its own source-first `batch_size + batch_size` batch, so a step
    sees R times the images and an epoch has R times fewer steps. Under `"multi_worker"`, only
    the chief (worker 0) writes the workdir; the other workers save their (identical) checkpoints
@@ -30,9 +30,9 @@ In this order:
    validation images, at step 1 and every `image_summary_every` steps), and a checkpoint every
    `checkpoint_every` steps and at the end (`tf.train.CheckpointManager`: the state file is
    rewritten atomically only after a checkpoint's files are complete). SIGTERM or SIGINT finishes
-   the step, checkpoints it and stops with `uada.preemption.TrainingInterrupted`; a write the
+   the step, checkpoints it and stops with `uada.runs.preemption.TrainingInterrupted`; a write the
    filesystem refuses (no space, permission, read-only) stops with
-   `uada.write_errors.WorkdirWriteError`, the last complete checkpoint intact.
+   `uada.runs.write_errors.WorkdirWriteError`, the last complete checkpoint intact.
 6. The final model is evaluated (`uada.evaluate.evaluate`) on the run's domains.
 
 Example:
@@ -60,12 +60,12 @@ from google.protobuf import text_format
 from tensorflow.python.training import checkpoint_state_pb2
 
 from uada import config as config_lib
-from uada import distribute, precision, preemption, workdir_lock, write_errors
 from uada.data import domains as domains_lib
 from uada.data import labels as labels_lib
 from uada.data import pipeline
 from uada.models import build_uada_model, schedules
 from uada.models.uada_model import TrainingGuard
+from uada.runs import distribute, precision, preemption, workdir_lock, write_errors
 
 CONFIG_FILE = "config.json"
 FLAGS_FILE = "flags.txt"
@@ -372,10 +372,11 @@ def train_and_evaluate(config, workdir):
         The evaluation results `{domain: {"miou", "miou_19", "per_class", "num_images"}}`.
 
     Raises:
-        uada.workdir_lock.WorkdirLockedError: another live run holds the workdir.
-        uada.preemption.TrainingInterrupted: SIGTERM or SIGINT stopped training after
+        uada.runs.workdir_lock.WorkdirLockedError: another live run holds the workdir.
+        uada.runs.preemption.TrainingInterrupted: SIGTERM or SIGINT stopped training after
             checkpointing the step it reached.
-        uada.write_errors.WorkdirWriteError: the filesystem refused a checkpoint or output write.
+        uada.runs.write_errors.WorkdirWriteError: the filesystem refused a checkpoint or output
+            write.
     """
     # The strategy comes first: MultiWorkerMirroredStrategy must exist before any other op.
     strategy = distribute.get_strategy(config.strategy)
@@ -444,7 +445,7 @@ def _train_and_evaluate(config, workdir, strategy, chief):
         restore(checkpoint, prefix)
         logging.info("Resumed from %s at step %d.", prefix, int(step.numpy()))
     if replicas > 1:
-        # Per-replica source-first batches (uada.distribute). A distributed iterator cannot be
+        # Per-replica source-first batches (uada.runs.distribute). A distributed iterator cannot be
         # checkpointed: the deterministic streams skip what the restored steps consumed.
         iterator = iter(
             distribute.distributed_train_dataset(

@@ -26,8 +26,9 @@ from conftest import (
     wait_for,
 )
 
-from uada import command_errors, train_lib, workdir_lock, write_errors
+from uada import command_errors, train_lib
 from uada import evaluate as evaluate_lib
+from uada.runs import workdir_lock, write_errors
 
 RERUN = "Rerun the same command to resume."
 

@@ -1,6 +1,6 @@
 """Speed and scale: multi-worker and mirrored training, mixed precision, XLA, the benchmark.
 
-The distributed tests check the defining property of `uada.distribute`: a step over R replicas,
+The distributed tests check the defining property of `uada.runs.distribute`: a step over R replicas,
 each with a source-first batch `[b source ; b target]`, equals the single-device step on
 `[all R * b source ; all R * b target]` (synchronized DAN statistics over all source samples).
 """
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from uada import distribute, precision
 from uada.models import build_uada_model
+from uada.runs import distribute, precision
 
 SIZE = (32, 64)
 REPO = pathlib.Path(__file__).resolve().parents[2]
