@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 from absl import app
 
-from uada import train_lib
+from uada.runs import workdir as workdir_lib
 
 
 def export(config, workdir, output, *, checkpoint=None, model=None):
@@ -31,7 +31,7 @@ def export(config, workdir, output, *, checkpoint=None, model=None):
         model: an already restored `UADAModel`, else one is built and restored.
     """
     if model is None:
-        model, _ = train_lib.load_model(config, workdir, checkpoint)
+        model, _ = workdir_lib.load_model(config, workdir, checkpoint)
     segmenter = model.segmenter
     height, width = config.image_size
     archive = keras.export.ExportArchive()
@@ -52,7 +52,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     fv = uada_flags.flags.FLAGS
-    export(train_lib.load_config(fv.workdir), fv.workdir, fv.output, checkpoint=fv.checkpoint)
+    export(workdir_lib.load_config(fv.workdir), fv.workdir, fv.output, checkpoint=fv.checkpoint)
 
 
 if __name__ == "__main__":

@@ -35,10 +35,10 @@ import tensorflow as tf
 from absl import app, logging
 from PIL import Image, ImageOps
 
-from uada import train_lib
 from uada.data import labels as labels_lib
 from uada.data import pipeline
 from uada.models import inference
+from uada.runs import workdir as workdir_lib
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 OUTPUT_SUFFIXES = ("", "_color", "_overlay")  # label map, palette colours, overlay
@@ -169,7 +169,7 @@ def predict(config, workdir, inputs, output, *, checkpoint=None,
     if not 0 <= overlay_alpha <= 1:
         raise ValueError(f"`overlay_alpha` must be in [0, 1]. Received: {overlay_alpha!r}")
     pairs = image_files(inputs, exclude=output)
-    model, _ = train_lib.load_model(config, workdir, checkpoint)
+    model, _ = workdir_lib.load_model(config, workdir, checkpoint)
     labels_at = inference.resized_label_function(model.segmenter)
     progbar = keras.utils.Progbar(len(pairs), unit_name="image", verbose=verbose)
     written, unreadable = [], []
@@ -204,7 +204,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
     fv = uada_flags.flags.FLAGS
     result = predict(
-        train_lib.load_config(fv.workdir), fv.workdir, fv.input, fv.output,
+        workdir_lib.load_config(fv.workdir), fv.workdir, fv.input, fv.output,
         checkpoint=fv.checkpoint, overlay_alpha=fv.overlay_alpha,
     )  # fmt: skip
     if result.unreadable:

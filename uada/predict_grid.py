@@ -16,10 +16,10 @@ import numpy as np
 from absl import app, flags
 
 from uada import config as config_lib
-from uada import train_lib
 from uada.analysis import figures
 from uada.data import domains as domains_lib
 from uada.data import pipeline
+from uada.runs import workdir as workdir_lib
 
 
 def validation_images(config, domain, indices):
@@ -72,7 +72,7 @@ def predict_grid(source_only_workdir, adapted_workdir, domain, indices, output, 
         )
     if not indices:
         raise ValueError(f"`indices` must name at least one image. Received: indices={indices!r}")
-    configs = [train_lib.load_config(w) for w in (source_only_workdir, adapted_workdir)]
+    configs = [workdir_lib.load_config(w) for w in (source_only_workdir, adapted_workdir)]
     if configs[0].image_size != configs[1].image_size:
         raise ValueError(
             "The two runs must have the same --image_size. Received: "
@@ -84,7 +84,7 @@ def predict_grid(source_only_workdir, adapted_workdir, domain, indices, output, 
     for name, workdir, config in zip(
         names, (source_only_workdir, adapted_workdir), configs, strict=True
     ):
-        model, _ = train_lib.load_model(config, workdir)
+        model, _ = workdir_lib.load_model(config, workdir)
         predictions[name] = np.asarray(model.predict_labels(images))
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     return figures.prediction_grid(
@@ -116,7 +116,7 @@ def define_flags(flag_values=flags.FLAGS):
         flags.register_validator(
             name,
             lambda value: (
-                value is None or os.path.isfile(os.path.join(value, train_lib.CONFIG_FILE))
+                value is None or os.path.isfile(os.path.join(value, workdir_lib.CONFIG_FILE))
             ),
             message=f"--{name} must be a run directory (with a config.json).",
             flag_values=fv,

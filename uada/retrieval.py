@@ -4,7 +4,7 @@
         [--domain_source=demo_source] [--domain_target=demo_target] [--num_vectors=5000] \
         [--positions_per_image=10] [--seed=0] [--max_k=49]
 
-For each run, the model of the workdir's latest checkpoint (`uada.train_lib.load_model`) computes
+For each run, the model of the workdir's latest checkpoint (`uada.runs.workdir.load_model`) computes
 `Z = R(X)` in inference mode on the validation splits of the source and target domains (default:
 each run's own), and `uada.analysis.retrieval` draws `--positions_per_image` random positions per
 image, up to `--num_vectors` per domain, and counts for `k = 1..max_k` the source vectors among
@@ -25,11 +25,11 @@ import numpy as np
 from absl import app, flags, logging
 
 from uada import config as config_lib
-from uada import train_lib
 from uada.analysis import retrieval as retrieval_lib
 from uada.data import domains as domains_lib
 from uada.data import pipeline
 from uada.data.labels import CLASS_NAMES
+from uada.runs import workdir as workdir_lib
 
 
 def run_vectors(workdir, *, domain_source=None, domain_target=None, num_vectors=5000,
@@ -48,8 +48,8 @@ def run_vectors(workdir, *, domain_source=None, domain_target=None, num_vectors=
         `{"source": sample, "target": sample}`, each as `retrieval.sample_positions` returns it
         (with `p_target` where the run has a domain classifier).
     """
-    config = train_lib.load_config(workdir)
-    model, _ = train_lib.load_model(config, workdir, checkpoint)
+    config = workdir_lib.load_config(workdir)
+    model, _ = workdir_lib.load_model(config, workdir, checkpoint)
     domains_lib.ensure_demo(config)
     samples = {}
     for role, name in (
@@ -175,7 +175,7 @@ def define_flags(flag_values=flags.FLAGS):
         "workdirs",
         lambda value: (
             value is None
-            or all(os.path.isfile(os.path.join(w, train_lib.CONFIG_FILE)) for w in value)
+            or all(os.path.isfile(os.path.join(w, workdir_lib.CONFIG_FILE)) for w in value)
         ),
         message="--workdirs must name run directories (each with a config.json).",
         flag_values=fv,

@@ -16,8 +16,8 @@ import os
 
 from absl import app, flags
 
-from uada import train_lib
 from uada.analysis import selection
+from uada.runs import workdir as workdir_lib
 
 
 def report(workdirs, *, names=None, curve="eval_curve.csv"):
@@ -44,7 +44,7 @@ def report(workdirs, *, names=None, curve="eval_curve.csv"):
                 f"Received: curve={curve!r}"
             )
         curves[name] = selection.read_curve(path)
-        targets[name] = train_lib.load_config(workdir).target
+        targets[name] = workdir_lib.load_config(workdir).target
     return selection.selection_report(curves, targets)
 
 

@@ -5,7 +5,7 @@
 The workdir defaults to `workdirs/<name>`.
 
 Parses the flags once (`uada.flags`), builds the frozen `Config`, writes it into the workdir
-(`flags.txt`, `config.json`) and calls `uada.train_lib.train_and_evaluate`. Rerunning the same
+(`flags.txt`, `config.json`) and calls `uada.runs.trainer.train_and_evaluate`. Rerunning the same
 command resumes from the workdir's latest checkpoint. Run from the repository root (experiment
 files include `experiments/base.flags` by a relative path).
 
@@ -19,8 +19,9 @@ import sys
 
 from absl import app
 
-from uada import command_errors, train_lib
+from uada import command_errors
 from uada import flags as uada_flags
+from uada.runs import trainer
 
 
 def main(argv):
@@ -32,7 +33,7 @@ def main(argv):
         raise app.UsageError("--workdir is required when no --flagfile names the experiment.")
     config = uada_flags.train_config(flag_values)
     with command_errors.reported(*command_errors.TRAINING_ERRORS):
-        train_lib.train_and_evaluate(config, workdir)
+        trainer.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ import tensorflow as tf
 from conftest import run_command
 from PIL import Image
 
-from uada import predict, train_lib
+from uada import predict
 from uada.data.labels import PALETTE
+from uada.runs import workdir as workdir_lib
 
 ALPHA = 0.5  # --overlay_alpha's default
 
@@ -130,8 +131,8 @@ def _resized_prediction(smoke_run, image):
     """The documented rule computed directly: resize the image to the model's size (bilinear,
     anti-aliased), run the segmenter, resize the logits bilinearly to the image's size, argmax.
     Returns the label map and the resized logits."""
-    model = train_lib.build_model(smoke_run.config)
-    train_lib.restore_model(model, smoke_run.workdir)
+    model = workdir_lib.build_model(smoke_run.config)
+    workdir_lib.restore_model(model, smoke_run.workdir)
     resized = tf.image.resize(
         tf.constant(image, tf.float32), smoke_run.config.image_size, "bilinear", antialias=True
     )

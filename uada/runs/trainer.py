@@ -22,8 +22,7 @@ In this order:
    augmentation are functions of the step and of the data position), so a resumed run continues
    exactly where the last checkpoint left it. A checkpoint state that cannot be read or that
    names missing or unreadable files is an error (`CorruptCheckpointError`), never a silent
-   restart from scratch. Checkpoint files without a state file (a run killed during its very
-   first save) are ignored with a warning: no checkpoint was ever completed.
+   restart from scratch (`uada.runs.workdir`).
 5. Training runs G steps with Keras' progress bar, TensorBoard summaries in `WORKDIR/train`
    (`tf.summary.scalar`: losses, lr, sigma, domain accuracy, skipped steps, every `log_every`
    steps; `tf.summary.image`: image | ground truth | prediction of two source and two target
@@ -33,141 +32,42 @@ In this order:
    the step, checkpoints it and stops with `uada.runs.preemption.TrainingInterrupted`; a write the
    filesystem refuses (no space, permission, read-only) stops with
    `uada.runs.write_errors.WorkdirWriteError`, the last complete checkpoint intact.
-6. The final model is evaluated (`uada.evaluate.evaluate`) on the run's domains.
+6. The final model is evaluated (`uada.runs.evaluation.evaluate`) on the run's domains.
+
+The run's files, checkpoints and model building are `uada.runs.workdir`'s; this module adds the
+optimizers, the loop and its summaries.
 
 Example:
 
 ```python
-from uada import config as config_lib, train_lib
+from uada import config as config_lib
+from uada.runs import trainer
 
 config = config_lib.Config(source="demo_source", target="demo_target", unseen=("demo_unseen",),
                            backbone="resnet_tiny", weights="none", image_size=(64, 128),
                            train_steps=20, data_dir="/tmp/uada_data")
-results = train_and_evaluate(config, "/tmp/uada_run")
+results = trainer.train_and_evaluate(config, "/tmp/uada_run")
 ```
 """
 
 import functools
-import json
 import os
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from google.protobuf import text_format
-from tensorflow.python.training import checkpoint_state_pb2
 
-from uada import config as config_lib
 from uada.data import domains as domains_lib
 from uada.data import labels as labels_lib
 from uada.data import pipeline
-from uada.models import build_uada_model, schedules
+from uada.models import schedules
 from uada.models.uada_model import TrainingGuard
-from uada.runs import distribute, precision, preemption, workdir_lock, write_errors
-
-CONFIG_FILE = "config.json"
-FLAGS_FILE = "flags.txt"
-CHECKPOINT_DIR = "checkpoints"
-
-# Fields that may differ between the runs of one workdir: they do not change what a step computes.
-_RESUMABLE_CHANGES = frozenset(
-    {
-        "train_steps", "checkpoint_every", "keep_checkpoints", "log_every", "image_summary_every",
-        "eval_resolution", "eval_batch_size", "eval_max_images", "data_dir", "manual_dir",
-    }
-)  # fmt: skip
-
-# Test hook: at this step, the checkpoint write pauses after its files are written and before the
-# state file names it (so a test can SIGKILL the process mid-save), after writing a marker file.
-_PAUSE_IN_SAVE_ENV = "UADA_TEST_PAUSE_IN_SAVE_AT_STEP"
-_PAUSE_MARKER = "paused_in_save"
-
-
-class CorruptCheckpointError(RuntimeError):
-    """A workdir's checkpoint state cannot be read or names missing or unreadable files."""
-
+from uada.runs import distribute, evaluation, precision, preemption, workdir_lock, write_errors
+from uada.runs import workdir as workdir_lib
 
 # ------------------------------------------------------------------------------------------------
-# The run's files
-
-
-def write_config(config, workdir):
-    """Writes `flags.txt` and `config.json`; refuses a workdir of a differently configured run.
-
-    Raises:
-        ValueError: `workdir` holds a run whose config differs in a field outside
-            `_RESUMABLE_CHANGES`; the message names the fields and both values.
-    """
-    os.makedirs(workdir, exist_ok=True)
-    config_path = os.path.join(workdir, CONFIG_FILE)
-    if os.path.exists(config_path):
-        previous = load_config(workdir)
-        changed = [
-            f"{name}: {getattr(previous, name)!r} -> {getattr(config, name)!r}"
-            for name in config_lib.Config.__dataclass_fields__
-            if getattr(previous, name) != getattr(config, name) and name not in _RESUMABLE_CHANGES
-        ]
-        if changed:
-            raise ValueError(
-                f"The workdir {workdir} holds a run with another configuration ({config_path}); "
-                f"use a new --workdir, or the run's own flags (--flagfile={workdir}/{FLAGS_FILE}). "
-                f"Differences: {'; '.join(changed)}"
-            )
-    _atomic_write(config_path, config.to_json())
-    _atomic_write(os.path.join(workdir, FLAGS_FILE), config.to_flags_text())
-
-
-def load_config(workdir):
-    """Reads the `Config` of the run in `workdir`; errors name the file."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"{path} not found: --workdir must be the directory of a `python -m uada.train` run. "
-            f"Received: workdir={workdir!r}"
-        )
-    try:
-        with open(path) as f:
-            return config_lib.Config.from_json(f.read())
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"Cannot read the run's config {path}: {error}") from error
-
-
-def _atomic_write(path, text):
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
-
-# ------------------------------------------------------------------------------------------------
-# Model
-
-
-def build_model(config, steps_per_epoch=schedules.STEPS_PER_EPOCH):
-    """Builds the `UADAModel` of `config` (not compiled).
-
-    Args:
-        config: the run's `Config`.
-        steps_per_epoch: G steps per epoch (ramp and learning-rate schedule).
-    """
-    return build_uada_model(
-        mode=config.mode,
-        backbone=config.backbone,
-        norm=config.norm,
-        output_stride=config.output_stride,
-        weights=None if config.weights == "none" else config.weights,
-        image_size=tuple(config.image_size),
-        lambda_conf=config.lambda_conf,
-        steps_per_epoch=steps_per_epoch,
-        ramp_epochs=config.ramp_epochs,
-        gradient_clip=(
-            {"auto": "auto", "none": None}[config.gradient_clip]
-            if config.gradient_clip in ("auto", "none")
-            else float(config.gradient_clip)
-        ),
-        seed=config.seed,
-    )
+# Optimizers
 
 
 def _optimizer(config, steps_per_epoch, name):
@@ -190,171 +90,6 @@ def compile_model(model, config, steps_per_epoch):
         ),
         jit_compile=config.jit_compile,
     )
-
-
-# ------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def checkpoint_dir(workdir):
-    return os.path.join(workdir, CHECKPOINT_DIR)
-
-
-def latest_checkpoint(workdir):
-    """Returns the prefix of the workdir's latest complete checkpoint, or None if it has none.
-
-    Raises:
-        CorruptCheckpointError: the state file `WORKDIR/checkpoints/checkpoint` cannot be parsed,
-            or names a checkpoint whose index or data files are missing.
-    """
-    state = _checkpoint_state(workdir)
-    return None if state is None else _checked_prefix(workdir, state.model_checkpoint_path)
-
-
-def all_checkpoints(workdir):
-    """Returns the prefixes of every checkpoint the workdir keeps, oldest first (`[]` if none).
-
-    The last `keep_checkpoints` of the run, or all of them with `--keep_checkpoints=0`.
-
-    Raises:
-        CorruptCheckpointError: as `latest_checkpoint`, for any of them.
-    """
-    state = _checkpoint_state(workdir)
-    if state is None:
-        return []
-    paths = dict.fromkeys([*state.all_model_checkpoint_paths, state.model_checkpoint_path])
-    return [_checked_prefix(workdir, path) for path in paths]  # the latest is last
-
-
-def _checkpoint_state(workdir):
-    """The parsed state file of `WORKDIR/checkpoints`, or None if there is none."""
-    directory = checkpoint_dir(workdir)
-    state_file = os.path.join(directory, "checkpoint")
-    if not tf.io.gfile.exists(state_file):
-        orphans = tf.io.gfile.glob(os.path.join(directory, "ckpt-*"))
-        if orphans:
-            logging.warning(
-                "%s has checkpoint files but no state file: the run was interrupted during its "
-                "first checkpoint write. Starting from step 0.",
-                directory,
-            )
-        return None
-    try:
-        with tf.io.gfile.GFile(state_file) as f:
-            state = text_format.Parse(f.read(), checkpoint_state_pb2.CheckpointState())
-    except (text_format.ParseError, UnicodeDecodeError) as error:
-        raise CorruptCheckpointError(
-            f"Cannot parse the checkpoint state file {state_file}: {error}. "
-            f"{_corrupt_advice(workdir)}"
-        ) from error
-    if not state.model_checkpoint_path:
-        raise CorruptCheckpointError(
-            f"The checkpoint state file {state_file} names no checkpoint. "
-            f"{_corrupt_advice(workdir)}"
-        )
-    return state
-
-
-def _checked_prefix(workdir, path):
-    """The absolute prefix of a state file's checkpoint `path`, after checking its files."""
-    prefix = path if os.path.isabs(path) else os.path.join(checkpoint_dir(workdir), path)
-    check_checkpoint_files(prefix, _corrupt_advice(workdir))
-    return prefix
-
-
-def _corrupt_advice(workdir):
-    return (
-        f"The workdir's checkpoints are corrupt; fix or delete {checkpoint_dir(workdir)} to start "
-        "the run again from scratch, or use another --workdir."
-    )
-
-
-def check_checkpoint_files(prefix, advice=""):
-    """Raises `CorruptCheckpointError` unless `prefix`'s index and every data shard exist."""
-    index = prefix + ".index"
-    if not tf.io.gfile.exists(index):
-        raise CorruptCheckpointError(f"Checkpoint index {index} is missing. {advice}".strip())
-    shards = tf.io.gfile.glob(prefix + ".data-*-of-*")
-    if not shards:
-        raise CorruptCheckpointError(f"Checkpoint data {prefix}.data-* is missing. {advice}")
-    total = int(shards[0].rsplit("-of-", 1)[1])
-    for shard in range(total):
-        path = f"{prefix}.data-{shard:05d}-of-{total:05d}"
-        if not tf.io.gfile.exists(path):
-            raise CorruptCheckpointError(f"Checkpoint data file {path} is missing. {advice}")
-
-
-def restore(checkpoint, prefix, *, partial=False):
-    """Restores `checkpoint` (a `tf.train.Checkpoint`) from `prefix`; errors name the files.
-
-    Args:
-        checkpoint: the objects to restore.
-        prefix: a checkpoint prefix (`.../ckpt-100`).
-        partial: allow the checkpoint to hold objects that `checkpoint` lacks (e.g. restoring
-            the model alone from a training checkpoint).
-    """
-    check_checkpoint_files(prefix)
-    try:
-        status = checkpoint.restore(prefix)
-        if partial:
-            status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as error:
-        raise CorruptCheckpointError(
-            f"Cannot restore the checkpoint {prefix} (its files are unreadable or it belongs to a "
-            f"run with another configuration): {error}"
-        ) from error
-
-
-def restore_model(model, workdir, checkpoint=None):
-    """Restores `model`'s variables from `checkpoint` or the workdir's latest; returns the prefix.
-
-    Raises:
-        FileNotFoundError: the workdir has no checkpoint.
-        CorruptCheckpointError: the checkpoint cannot be read.
-    """
-    prefix = checkpoint or latest_checkpoint(workdir)
-    if prefix is None:
-        raise FileNotFoundError(
-            f"No checkpoint in {checkpoint_dir(workdir)}: train first, or pass --checkpoint. "
-            f"Received: workdir={workdir!r}"
-        )
-    restore(tf.train.Checkpoint(model=model), prefix, partial=True)
-    return prefix
-
-
-def load_model(config, workdir, checkpoint=None):
-    """Builds the run's `UADAModel` and restores it for inference.
-
-    Args:
-        config: the run's `Config` (`train_lib.load_config(workdir)`).
-        workdir: the run's directory.
-        checkpoint: a checkpoint prefix; `None` for the workdir's latest.
-
-    Returns:
-        `(model, prefix)`: the restored model and the checkpoint it was restored from.
-
-    Raises:
-        FileNotFoundError: the workdir has no checkpoint.
-        CorruptCheckpointError: the checkpoint cannot be read.
-    """
-    model = build_model(config)
-    prefix = restore_model(model, workdir, checkpoint)
-    return model, prefix
-
-
-def _pause_in_save_hook(workdir, step):
-    """The test hook of `_PAUSE_IN_SAVE_ENV` (see there), as a checkpoint write callback."""
-    pause_step = os.environ.get(_PAUSE_IN_SAVE_ENV)
-    if pause_step is None or int(pause_step) != step:
-        return []
-
-    def pause(save_path):
-        with open(os.path.join(workdir, _PAUSE_MARKER), "w") as f:
-            f.write(save_path)
-        time.sleep(3600)
-
-    return [pause]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -383,19 +118,18 @@ def train_and_evaluate(config, workdir):
     chief = _is_chief(strategy)
     if not chief:  # only the chief writes the workdir
         return _train_and_evaluate(config, workdir, strategy, chief)
-    with write_errors.writing(workdir, lambda: latest_checkpoint(workdir)):
+    with write_errors.writing(workdir, lambda: workdir_lib.latest_checkpoint(workdir)):
         lock = workdir_lock.WorkdirLock(workdir).acquire()
     with lock:
         return _train_and_evaluate(config, workdir, strategy, chief)
 
 
 def _train_and_evaluate(config, workdir, strategy, chief):
-    from uada import evaluate as evaluate_lib  # evaluation sits downstream of training
-
     if chief:
-        with write_errors.writing(workdir, lambda: latest_checkpoint(workdir)):
-            write_config(config, workdir)
-    prefix = latest_checkpoint(workdir)  # a corrupt state stops the run before anything is built
+        with write_errors.writing(workdir, lambda: workdir_lib.latest_checkpoint(workdir)):
+            workdir_lib.write_config(config, workdir)
+    # A corrupt checkpoint state stops the run before anything is built.
+    prefix = workdir_lib.latest_checkpoint(workdir)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
@@ -413,7 +147,7 @@ def _train_and_evaluate(config, workdir, strategy, chief):
 
     precision.set_precision(config.mixed_precision)
     with strategy.scope():
-        model = build_model(config, steps_per_epoch)
+        model = workdir_lib.build_model(config, steps_per_epoch)
         compile_model(model, config, steps_per_epoch)
     source_data = domains_lib.load(source, source.train_split, config, for_training=True)
     target_data = (
@@ -438,11 +172,11 @@ def _train_and_evaluate(config, workdir, strategy, chief):
     checkpoint = tf.train.Checkpoint(**trackables)
     manager = tf.train.CheckpointManager(
         checkpoint,
-        checkpoint_dir(workdir) if chief else _scratch_dir(workdir, strategy),
+        workdir_lib.checkpoint_dir(workdir) if chief else _scratch_dir(workdir, strategy),
         max_to_keep=config.keep_checkpoints or None,  # 0: keep every checkpoint
     )
     if prefix is not None:
-        restore(checkpoint, prefix)
+        workdir_lib.restore(checkpoint, prefix)
         logging.info("Resumed from %s at step %d.", prefix, int(step.numpy()))
     if replicas > 1:
         # Per-replica source-first batches (uada.runs.distribute). A distributed iterator cannot be
@@ -464,7 +198,7 @@ def _train_and_evaluate(config, workdir, strategy, chief):
         )  # fmt: skip
     if not chief:
         return {}  # the chief evaluates and writes the results
-    return evaluate_lib.evaluate(config, workdir, model=model, print_table=True)
+    return evaluation.evaluate(config, workdir, model=model, print_table=True)
 
 
 def _steps_per_epoch(config, source, target, replicas=1):
@@ -528,23 +262,19 @@ def _train_loop(model, config, workdir, iterator, step, total_steps, manager, st
             with summaries():
                 _write_prediction_images(model, image_batches, writer, current)
         if current % config.checkpoint_every == 0 or current == total_steps:
-            _save_checkpoint(manager, workdir, current)
+            _save_checkpoint(manager, current)
         if stop.requested:  # what was logged reaches TensorBoard before the run stops
             with summaries():
                 writer.flush()
-        stop.check(current, total_steps, manager, lambda s: _save_checkpoint(manager, workdir, s))
+        stop.check(current, total_steps, manager, lambda s: _save_checkpoint(manager, s))
     with summaries():
         writer.flush()
 
 
-def _save_checkpoint(manager, workdir, step):
+def _save_checkpoint(manager, step):
     """`manager.save` at `step`; a refused write is a `WorkdirWriteError`."""
-    callbacks = _pause_in_save_hook(workdir, step)
     with write_errors.writing(manager.directory, lambda: manager.latest_checkpoint):
-        manager.save(
-            checkpoint_number=step,
-            options=tf.train.CheckpointOptions(experimental_write_callbacks=callbacks or None),
-        )
+        manager.save(checkpoint_number=step)
 
 
 _LOG_NAMES = ("loss", "seg_loss", "domain_loss", "confusion_loss", "domain_accuracy", "lr",
@@ -577,8 +307,3 @@ def _write_prediction_images(model, image_batches, writer, step):
                 axis=2,
             )
             tf.summary.image(f"{role}/image_label_prediction", rows, max_outputs=len(rows))
-
-
-def write_json(path, results):
-    """Writes `results` as indented JSON (NaN-free: absent values are `null`)."""
-    _atomic_write(path, json.dumps(results, indent=2))
