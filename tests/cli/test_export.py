@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from uada import export
+from uada.runs import inference
 from uada.runs import workdir as workdir_lib
 
 _LOADER = """
@@ -27,7 +27,7 @@ def test_exported_model_equals_keras_model_for_two_batch_sizes(smoke_run, tmp_pa
     model = workdir_lib.build_model(config)
     workdir_lib.restore_model(model, smoke_run.workdir)
     output = str(tmp_path / "saved_model")
-    export.export(config, smoke_run.workdir, output, model=model)
+    inference.export(config, smoke_run.workdir, output, model=model)
 
     rng = np.random.default_rng(0)
     height, width = config.image_size
