@@ -5,7 +5,7 @@ docs/FIDELITY.md, *Evaluation*).
         [--checkpoint=DIR/checkpoints/ckpt-25279] [--resolution=384x768|full] [--output_json=PATH] \
         [--adapt_statistics=none|target] [--checkpoints=latest|all [--select=...]]
 
-`--adapt_statistics=target` evaluates each domain with AdaBN (`uada.adabn`): normalization
+`--adapt_statistics=target` evaluates each domain with AdaBN (`uada.models.adabn`): normalization
 statistics recomputed on that domain's unlabelled training images; results in
 `eval_<resolution>_adabn.json`. `--checkpoints=all` evaluates every kept checkpoint and reports
 one chosen without target labels (`--select`; `uada.runs.eval_curve.evaluate_checkpoints`);

@@ -59,7 +59,7 @@ class Cell:
     `role` is `"source"`, `"target"` or `"unseen:<i>"` (the run's i-th unseen domain); `paper` is
     the paper's % mIoU, or None where the paper has no number. `statistics` is the
     `--adapt_statistics` of the cell's evaluation: `"none"` (the run's final evaluation) or
-    `"target"` (AdaBN, `uada.adabn`: each domain with its own images' statistics).
+    `"target"` (AdaBN, `uada.models.adabn`: each domain with its own images' statistics).
     """
 
     experiment: str | None

@@ -11,11 +11,11 @@ import pytest
 from absl import flags
 from conftest import parse_train_flags, run_command
 
-from uada import adabn
 from uada import flags as uada_flags
 from uada import selection as selection_command
 from uada.analysis import selection
 from uada.data import domains, pipeline
+from uada.models import adabn
 from uada.runs import eval_curve, evaluation, trainer
 from uada.runs import workdir as workdir_lib
 

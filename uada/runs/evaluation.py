@@ -4,7 +4,7 @@ docs/FIDELITY.md, *Evaluation*): the library of `python -m uada.evaluate`.
 - `evaluate`: a run's checkpoint (or an already restored model) evaluated; results written into
   the workdir as `eval_<resolution>[_adabn].json` and `.md` (`write_results`).
 - `evaluate_model`: a restored model evaluated, nothing written; with AdaBN
-  (`adapt_statistics="target"`, `uada.adabn`) each domain's normalization statistics are
+  (`adapt_statistics="target"`, `uada.models.adabn`) each domain's normalization statistics are
   recomputed on its unlabelled training images.
 
 The JSON maps each domain to `{"miou", "miou_19", "per_class", "num_images"}`: `miou` in the
@@ -29,10 +29,11 @@ import sys
 import tensorflow as tf
 from absl import logging
 
-from uada import adabn, metrics
-from uada.adabn import ADAPT_STATISTICS
+from uada import metrics
 from uada.data import domains as domains_lib
 from uada.data import pipeline
+from uada.models import adabn
+from uada.models.adabn import ADAPT_STATISTICS
 from uada.runs import workdir as workdir_lib
 from uada.runs import write_errors
 
@@ -86,7 +87,7 @@ def evaluate_model(model, config, domains=None, *, resolution=None, max_images=N
         config: the run's `Config`.
         domains, resolution, max_images: as `evaluate`'s.
         adapt_statistics: `"none"`: the model's own moving statistics for every domain.
-            `"target"` (AdaBN, `uada.adabn`): before each domain, every normalization layer's
+            `"target"` (AdaBN, `uada.models.adabn`): before each domain, every normalization layer's
             statistics are recomputed on that domain's unlabelled training images (on the
             evaluated split's images where the domain has no training split, which the result's
             `"statistics"` and the log say), and restored afterwards.
