@@ -12,7 +12,6 @@ from absl import flags
 from conftest import parse_train_flags, run_command
 
 from uada import flags as uada_flags
-from uada import selection as selection_command
 from uada.analysis import selection
 from uada.data import domains, pipeline
 from uada.models import adabn
@@ -182,10 +181,10 @@ def test_selection_report_of_a_run(every_checkpoint_run, tmp_path):
     rows, _, _ = eval_curve.evaluate_checkpoints(
         config, workdir, ["demo_target"], print_table=False
     )
-    text = selection_command.report([workdir], names=["smoke"])
+    text = selection.workdirs_report([workdir], names=["smoke"])
     miou = {row["step"]: 100 * row["miou"] for row in rows}
     for signal in selection.SIGNALS:
         assert f"| smoke | {signal} | 4 | " in text
     assert f"| {miou[4]:.1f} (4) |" in text  # the last checkpoint's target mIoU
     with pytest.raises(FileNotFoundError, match="--checkpoints=all"):
-        selection_command.report([str(tmp_path)])
+        selection.workdirs_report([str(tmp_path)])
