@@ -108,6 +108,7 @@ def test_two_worker_multi_worker_mirrored_matches_a_single_process(tmp_path, fre
             "TF_CONFIG": json.dumps(tf_config),
             "CUDA_VISIBLE_DEVICES": "",
             "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONPATH": str(REPO),  # a script: this checkout's uada, not an installed one
         }
         outputs.append(tmp_path / f"worker_{index}.npz")
         processes.append(
@@ -289,6 +290,7 @@ def test_set_precision_names_the_argument():
 
 def test_benchmark_quick_mode_prints_every_row():
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["PYTHONPATH"] = str(REPO)  # a script: this checkout's uada, not an installed one
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--quick"],
         env=env,
