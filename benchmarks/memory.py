@@ -28,8 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from uada import precision  # noqa: E402
 from uada.models import build_uada_model  # noqa: E402
+from uada.runs import precision  # noqa: E402
 
 _NORMALIZATIONS = (keras.layers.BatchNormalization,)
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}

@@ -42,8 +42,8 @@ import pipeline_throughput  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import train_step  # noqa: E402
 
-from uada import precision  # noqa: E402
 from uada.models import schedules  # noqa: E402
+from uada.runs import precision  # noqa: E402
 
 PAPER_STEPS = 17 * schedules.STEPS_PER_EPOCH  # 17 epochs of 1487 G steps
 # Peak dense FLOP/s by device name (NVIDIA H200 datasheet, SXM; half the sparsity figures).

@@ -12,7 +12,7 @@ import sys
 
 from absl import logging
 
-from uada import preemption, workdir_lock, write_errors
+from uada.runs import preemption, workdir_lock, write_errors
 
 # What a training command (`uada.train`, `uada.reproduce`) reports in one line.
 TRAINING_ERRORS = (

@@ -23,8 +23,8 @@ import os
 from absl import flags
 
 from uada import config as config_lib
-from uada.adabn import ADAPT_STATISTICS
 from uada.analysis import selection
+from uada.models.adabn import ADAPT_STATISTICS
 
 _DEFAULT = config_lib.Config()
 _DEMO_DATASETS = tuple(name for name in config_lib.DATASETS if name.startswith("demo_"))

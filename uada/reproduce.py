@@ -10,7 +10,7 @@ distinct configuration among the cells, one run:
 
 - is reused if one of its workdirs holds a finished run of exactly that configuration (its
   `config.json` equals it and its final evaluation `eval_<resolution>.json` exists);
-- is otherwise trained and evaluated with `uada.train_lib.train_and_evaluate` (which resumes a
+- is otherwise trained and evaluated with `uada.runs.trainer.train_and_evaluate` (which resumes a
   workdir's checkpoint, e.g. after `--set=train_steps=...` grew the run).
 
 Workdirs are `WORKDIR_ROOT/<experiment name>` (the default of `python -m uada.train`); experiments
@@ -40,8 +40,10 @@ import pathlib
 import keras
 from absl import app, flags, logging
 
-from uada import command_errors, train_lib
+from uada import command_errors
 from uada import flags as uada_flags
+from uada.runs import trainer
+from uada.runs import workdir as workdir_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEMO_FLAGFILE = "experiments/demo.flags"
@@ -57,7 +59,7 @@ class Cell:
     `role` is `"source"`, `"target"` or `"unseen:<i>"` (the run's i-th unseen domain); `paper` is
     the paper's % mIoU, or None where the paper has no number. `statistics` is the
     `--adapt_statistics` of the cell's evaluation: `"none"` (the run's final evaluation) or
-    `"target"` (AdaBN, `uada.adabn`: each domain with its own images' statistics).
+    `"target"` (AdaBN, `uada.models.adabn`: each domain with its own images' statistics).
     """
 
     experiment: str | None
@@ -290,9 +292,9 @@ class Run:
 
 def is_finished(workdir, config):
     """Whether `workdir` holds a run of exactly `config` with its final evaluation JSON."""
-    if not os.path.isfile(os.path.join(workdir, train_lib.CONFIG_FILE)):
+    if not os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
         return False
-    if train_lib.load_config(workdir) != config:
+    if workdir_lib.load_config(workdir) != config:
         return False
     return os.path.isfile(_eval_json(workdir, config))
 
@@ -371,7 +373,7 @@ def describe(runs):
         workdir = finished or run.workdirs[0]
         if finished:
             action = "reuse"
-        elif os.path.isfile(os.path.join(workdir, train_lib.CONFIG_FILE)):
+        elif os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
             action = "resume"
         else:
             action = "train"
@@ -395,12 +397,12 @@ def run_all(runs):
 
     The key is the experiment (the run's final evaluation) and, for runs whose AdaBN evaluation
     a cell needs, also `<experiment>+adabn`: `eval_<resolution>_adabn.json`, computed on the
-    run's target domain with `uada.evaluate.evaluate(..., adapt_statistics="target")` unless the
-    workdir holds it.
+    run's target domain with `uada.runs.evaluation.evaluate(..., adapt_statistics="target")`
+    unless the workdir holds it.
     """
     import json
 
-    from uada import evaluate as evaluate_lib
+    from uada.runs import evaluation
 
     done = {}
     for run in dict.fromkeys(runs.values(), None):
@@ -409,7 +411,7 @@ def run_all(runs):
             workdir = run.workdirs[0]
             logging.info("Training %s (%s).", workdir, ", ".join(run.experiments))
             keras.utils.clear_session()
-            train_lib.train_and_evaluate(run.config, workdir)
+            trainer.train_and_evaluate(run.config, workdir)
         else:
             logging.info("Reusing %s.", workdir)
         with open(_eval_json(workdir, run.config)) as f:
@@ -420,7 +422,7 @@ def run_all(runs):
             path = _eval_json(workdir, run.config, "_adabn")
             if not os.path.isfile(path):
                 logging.info("AdaBN evaluation of %s.", workdir)
-                evaluate_lib.evaluate(
+                evaluation.evaluate(
                     run.config, workdir, [run.config.target], adapt_statistics="target",
                     print_table=False,
                 )  # fmt: skip

@@ -5,22 +5,23 @@
 The workdir defaults to `workdirs/<name>`.
 
 Parses the flags once (`uada.flags`), builds the frozen `Config`, writes it into the workdir
-(`flags.txt`, `config.json`) and calls `uada.train_lib.train_and_evaluate`. Rerunning the same
+(`flags.txt`, `config.json`) and calls `uada.runs.trainer.train_and_evaluate`. Rerunning the same
 command resumes from the workdir's latest checkpoint. Run from the repository root (experiment
 files include `experiments/base.flags` by a relative path).
 
 Exit status: 0 when the run is trained and evaluated; 130 (SIGINT) or 143 (SIGTERM) when a
-signal stopped it after checkpointing (`uada.preemption`); 1 with a one-line message when another
-run holds the workdir (`uada.workdir_lock`) or the filesystem refused a write
-(`uada.write_errors`); `--verbosity=1` adds their tracebacks.
+signal stopped it after checkpointing (`uada.runs.preemption`); 1 with a one-line message when
+another run holds the workdir (`uada.runs.workdir_lock`) or the filesystem refused a write
+(`uada.runs.write_errors`); `--verbosity=1` adds their tracebacks.
 """
 
 import sys
 
 from absl import app
 
-from uada import command_errors, train_lib
+from uada import command_errors
 from uada import flags as uada_flags
+from uada.runs import trainer
 
 
 def main(argv):
@@ -32,7 +33,7 @@ def main(argv):
         raise app.UsageError("--workdir is required when no --flagfile names the experiment.")
     config = uada_flags.train_config(flag_values)
     with command_errors.reported(*command_errors.TRAINING_ERRORS):
-        train_lib.train_and_evaluate(config, workdir)
+        trainer.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
-"""AdaBN (`uada.adabn`): adapted moving statistics against numpy, layer by layer."""
+"""AdaBN (`uada.models.adabn`): adapted moving statistics against numpy, layer by layer."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from uada import adabn
 from uada.layers import DomainAgnosticNormalization
+from uada.models import adabn
 
 
 def _tiny_model():

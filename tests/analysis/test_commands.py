@@ -10,7 +10,8 @@ from absl import flags
 from conftest import run_command
 from PIL import Image
 
-from uada import predict_grid, reproduce, retrieval
+from uada import reproduce
+from uada.analysis import prediction_grid, retrieval
 
 # ------------------------------------------------------------------------------------------------
 # uada.retrieval
@@ -67,22 +68,22 @@ def test_retrieval_command(smoke_run, tmp_path):
 
 
 def test_prediction_grid_of_two_runs(smoke_run, tmp_path):
-    path = predict_grid.predict_grid(
+    path = prediction_grid.predict_grid(
         smoke_run.workdir, smoke_run.workdir, "demo_unseen", [0, 2], str(tmp_path / "grid.png")
     )
     width, height = Image.open(path).size
     assert width > height  # four columns of 2:1 images side by side
     with pytest.raises(ValueError, match=r"4 images\). Received: indices=\[0, 9\]"):
-        predict_grid.predict_grid(
+        prediction_grid.predict_grid(
             smoke_run.workdir, smoke_run.workdir, "demo_target", [0, 9], str(tmp_path / "x.png")
         )
     with pytest.raises(ValueError, match="domain='kitti'"):
-        predict_grid.predict_grid(smoke_run.workdir, smoke_run.workdir, "kitti", [0], "x.png")
+        prediction_grid.predict_grid(smoke_run.workdir, smoke_run.workdir, "kitti", [0], "x.png")
 
 
 def test_validation_images_are_the_splits_images(smoke_run):
-    images, labels = predict_grid.validation_images(smoke_run.config, "demo_target", [1, 0])
-    again, _ = predict_grid.validation_images(smoke_run.config, "demo_target", [0])
+    images, labels = prediction_grid.validation_images(smoke_run.config, "demo_target", [1, 0])
+    again, _ = prediction_grid.validation_images(smoke_run.config, "demo_target", [0])
     assert images.shape == (2, 32, 64, 3) and labels.shape == (2, 32, 64)
     np.testing.assert_array_equal(images[1], again[0])
 

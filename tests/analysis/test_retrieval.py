@@ -64,7 +64,7 @@ def test_domain_accuracy_per_class():
 
 
 def test_plot_and_prediction_grid_write_files(tmp_path):
-    paths = retrieval.plot_retrieval_curves(
+    paths = figures.plot_retrieval_curves(
         {"a": np.linspace(0, 10, 49), "b": np.linspace(0, 20, 49)}, str(tmp_path / "curve")
     )
     assert [p[-3:] for p in paths] == ["png", "pdf"]

@@ -14,6 +14,7 @@ from uada import reproduce
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
+PAUSE_IN_SAVE = pathlib.Path(__file__).with_name("pause_in_save.py")
 
 
 def parse_train_flags(*argv):
@@ -47,7 +48,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, data_dir):
     """A finished 4-step smoke run (experiments/smoke.flags), trained in this process."""
-    from uada import train_lib
+    from uada.runs import trainer
 
     workdir = tmp_path_factory.mktemp("smoke") / "run"
     config = parse_train_flags(
@@ -56,7 +57,7 @@ def smoke_run(tmp_path_factory, data_dir):
         f"--data_dir={data_dir}",
         "--train_steps=4",
     )
-    results = train_lib.train_and_evaluate(config, str(workdir))
+    results = trainer.train_and_evaluate(config, str(workdir))
     return types.SimpleNamespace(config=config, workdir=str(workdir), results=results)
 
 
@@ -64,20 +65,26 @@ def smoke_run(tmp_path_factory, data_dir):
 # Training as a separate process, for the tests that kill, signal or starve it.
 
 
-def train_command(workdir, data_dir, *extra):
+def train_command(workdir, data_dir, *extra, pause_in_save_at=None):
     """`python -m uada.train` on the smoke configuration: deterministic, 8 steps, checkpoints at
-    2, 4, 6, 8, a 1-image evaluation; `extra` flags override."""
+    2, 4, 6, 8, a 1-image evaluation; `extra` flags override. With `pause_in_save_at=STEP` the
+    checkpoint write of STEP pauses once its files are written, before the state file names them,
+    after writing `WORKDIR/paused_in_save` (`pause_in_save.py`)."""
+    command = [sys.executable, "-m", "uada.train"]
+    if pause_in_save_at is not None:
+        marker = os.path.join(workdir, "paused_in_save")
+        command = [sys.executable, str(PAUSE_IN_SAVE), str(pause_in_save_at), marker]
     return [
-        sys.executable, "-m", "uada.train", "--flagfile=experiments/smoke.flags",
+        *command, "--flagfile=experiments/smoke.flags",
         f"--workdir={workdir}", f"--data_dir={data_dir}", "--deterministic", "--train_steps=8",
         "--eval_max_images=1", *extra,
     ]  # fmt: skip
 
 
-def start_training(workdir, data_dir, *extra, **env):
+def start_training(workdir, data_dir, *extra, pause_in_save_at=None, **env):
     """Starts `train_command` (stderr piped, as text); `env` adds environment variables."""
     return subprocess.Popen(
-        train_command(workdir, data_dir, *extra),
+        train_command(workdir, data_dir, *extra, pause_in_save_at=pause_in_save_at),
         cwd=REPO,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
         stdout=subprocess.DEVNULL,

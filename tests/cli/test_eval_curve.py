@@ -1,4 +1,5 @@
-"""Every checkpoint evaluated (`uada.eval_curve`), label-free selection, and AdaBN at test time."""
+"""Every checkpoint evaluated (`uada.runs.eval_curve`), label-free selection, and AdaBN at test
+time."""
 
 import csv
 import json
@@ -10,11 +11,12 @@ import pytest
 from absl import flags
 from conftest import parse_train_flags, run_command
 
-from uada import adabn, domains, eval_curve, evaluate, train_lib
 from uada import flags as uada_flags
-from uada import selection as selection_command
 from uada.analysis import selection
-from uada.data import pipeline
+from uada.data import domains, pipeline
+from uada.models import adabn
+from uada.runs import eval_curve, evaluation, trainer
+from uada.runs import workdir as workdir_lib
 
 
 @pytest.fixture(scope="module")
@@ -26,19 +28,19 @@ def every_checkpoint_run(tmp_path_factory, data_dir):
         "--train_steps=4", "--checkpoint_every=1", "--keep_checkpoints=0", "--eval_max_images=2",
         "--image_summary_every=0",
     )  # fmt: skip
-    train_lib.train_and_evaluate(config, str(workdir))
+    trainer.train_and_evaluate(config, str(workdir))
     return types.SimpleNamespace(config=config, workdir=str(workdir))
 
 
 def test_keep_checkpoints_zero_keeps_every_checkpoint(every_checkpoint_run):
-    prefixes = train_lib.all_checkpoints(every_checkpoint_run.workdir)
+    prefixes = workdir_lib.all_checkpoints(every_checkpoint_run.workdir)
     assert [os.path.basename(p) for p in prefixes] == ["ckpt-1", "ckpt-2", "ckpt-3", "ckpt-4"]
-    assert prefixes[-1] == train_lib.latest_checkpoint(every_checkpoint_run.workdir)
+    assert prefixes[-1] == workdir_lib.latest_checkpoint(every_checkpoint_run.workdir)
 
 
 def test_signals_equal_a_hand_computation(every_checkpoint_run):
     config = every_checkpoint_run.config
-    model, _ = train_lib.load_model(config, every_checkpoint_run.workdir)
+    model, _ = workdir_lib.load_model(config, every_checkpoint_run.workdir)
     signals = eval_curve.checkpoint_signals(model, config, max_images=2)
 
     def batches(name):
@@ -78,10 +80,10 @@ def test_curve_of_every_checkpoint_reuses_finished_evaluations(every_checkpoint_
     # of that checkpoint evaluated on its own.
     entropy = {row["step"]: row["target_entropy"] for row in rows}
     assert step == min(entropy, key=entropy.get)
-    model, _ = train_lib.load_model(
+    model, _ = workdir_lib.load_model(
         config, workdir, os.path.join(workdir, f"checkpoints/ckpt-{step}")
     )
-    assert selected == evaluate.evaluate_model(model, config, ["demo_target"])
+    assert selected == evaluation.evaluate_model(model, config, ["demo_target"])
     reported = json.loads(
         open(os.path.join(workdir, "eval_384x768_select_target_entropy.json")).read()
     )
@@ -96,8 +98,8 @@ def test_curve_of_every_checkpoint_reuses_finished_evaluations(every_checkpoint_
         calls.append(list(domains))
         return original(model, config, domains, **kwargs)
 
-    original = evaluate.evaluate_model
-    monkeypatch.setattr(evaluate, "evaluate_model", spy)
+    original = evaluation.evaluate_model
+    monkeypatch.setattr(evaluation, "evaluate_model", spy)
     monkeypatch.setattr(eval_curve, "checkpoint_signals", lambda *a, **k: pytest.fail("recomputed"))
     again, _, _ = eval_curve.evaluate_checkpoints(
         config, workdir, ["demo_target"], print_table=False
@@ -109,7 +111,7 @@ def test_curve_of_every_checkpoint_reuses_finished_evaluations(every_checkpoint_
     assert calls == [["demo_unseen"]] * 4
     # A checkpoint written again (newer than its cached results) is evaluated again.
     monkeypatch.undo()
-    monkeypatch.setattr(evaluate, "evaluate_model", spy)
+    monkeypatch.setattr(evaluation, "evaluate_model", spy)
     cached = os.path.join(workdir, "eval_checkpoints", "384x768_adapt-none_images-2", "ckpt-2.json")
     os.utime(cached, (0, 0))  # older than the checkpoint's files
     calls.clear()
@@ -145,9 +147,9 @@ def test_evaluate_command_reports_the_selected_checkpoint(every_checkpoint_run):
 
 def test_adabn_evaluation_uses_each_domains_images_and_restores_the_model(smoke_run, tmp_path):
     config = smoke_run.config
-    model, _ = train_lib.load_model(config, smoke_run.workdir)
+    model, _ = workdir_lib.load_model(config, smoke_run.workdir)
     before = [w.copy() for w in model.segmenter.get_weights()]
-    results = evaluate.evaluate_model(
+    results = evaluation.evaluate_model(
         model, config, ["demo_target", "demo_unseen"], adapt_statistics="target"
     )
     for after, original in zip(model.segmenter.get_weights(), before, strict=True):
@@ -162,7 +164,7 @@ def test_adabn_evaluation_uses_each_domains_images_and_restores_the_model(smoke_
     )
     adapted = adabn.adapt_statistics(model.segmenter, images)
     assert len(adapted) == 19  # resnet_tiny's 17, R's extension and S's DAN
-    plain = evaluate.evaluate_model(model, config, ["demo_target"])["demo_target"]
+    plain = evaluation.evaluate_model(model, config, ["demo_target"])["demo_target"]
     assert plain["miou"] == pytest.approx(results["demo_target"]["miou"], abs=1e-6)
 
     output = tmp_path / "adabn.json"
@@ -179,10 +181,10 @@ def test_selection_report_of_a_run(every_checkpoint_run, tmp_path):
     rows, _, _ = eval_curve.evaluate_checkpoints(
         config, workdir, ["demo_target"], print_table=False
     )
-    text = selection_command.report([workdir], names=["smoke"])
+    text = selection.workdirs_report([workdir], names=["smoke"])
     miou = {row["step"]: 100 * row["miou"] for row in rows}
     for signal in selection.SIGNALS:
         assert f"| smoke | {signal} | 4 | " in text
     assert f"| {miou[4]:.1f} (4) |" in text  # the last checkpoint's target mIoU
     with pytest.raises(FileNotFoundError, match="--checkpoints=all"):
-        selection_command.report([str(tmp_path)])
+        selection.workdirs_report([str(tmp_path)])

@@ -7,13 +7,14 @@ import pytest
 from conftest import run_command
 from test_metrics import cityscapes_scores
 
-from uada import domains, evaluate, train_lib
-from uada.data import pipeline
+from uada.data import domains, pipeline
+from uada.runs import evaluation
+from uada.runs import workdir as workdir_lib
 
 
 def _segmenter(smoke_run):
-    model = train_lib.build_model(smoke_run.config)
-    train_lib.restore_model(model, smoke_run.workdir)
+    model = workdir_lib.build_model(smoke_run.config)
+    workdir_lib.restore_model(model, smoke_run.workdir)
     return model.segmenter
 
 
@@ -52,11 +53,11 @@ def test_full_resolution_upsamples_logits_to_the_label_size(smoke_run, tmp_path)
     config = smoke_run.config
     output = str(tmp_path / "full.json")
     common = dict(domains=["demo_unseen"], print_table=False)
-    results = evaluate.evaluate(
+    results = evaluation.evaluate(
         config, smoke_run.workdir, resolution="full", output_json=output, **common
     )
     # The demo is generated at the model's size, so both protocols see the same pixels.
-    at_train_size = evaluate.evaluate(
+    at_train_size = evaluation.evaluate(
         config, smoke_run.workdir, output_json=str(tmp_path / "t.json"), **common
     )
     assert results == at_train_size

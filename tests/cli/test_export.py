@@ -5,7 +5,8 @@ import sys
 
 import numpy as np
 
-from uada import export, train_lib
+from uada.runs import inference
+from uada.runs import workdir as workdir_lib
 
 _LOADER = """
 import sys
@@ -23,10 +24,10 @@ np.savez(sys.argv[3], **outputs)
 
 def test_exported_model_equals_keras_model_for_two_batch_sizes(smoke_run, tmp_path):
     config = smoke_run.config
-    model = train_lib.build_model(config)
-    train_lib.restore_model(model, smoke_run.workdir)
+    model = workdir_lib.build_model(config)
+    workdir_lib.restore_model(model, smoke_run.workdir)
     output = str(tmp_path / "saved_model")
-    export.export(config, smoke_run.workdir, output, model=model)
+    inference.export(config, smoke_run.workdir, output, model=model)
 
     rng = np.random.default_rng(0)
     height, width = config.image_size

@@ -9,8 +9,9 @@ import tensorflow as tf
 from conftest import run_command
 from PIL import Image
 
-from uada import predict, train_lib
 from uada.data.labels import PALETTE
+from uada.runs import inference
+from uada.runs import workdir as workdir_lib
 
 ALPHA = 0.5  # --overlay_alpha's default
 
@@ -130,8 +131,8 @@ def _resized_prediction(smoke_run, image):
     """The documented rule computed directly: resize the image to the model's size (bilinear,
     anti-aliased), run the segmenter, resize the logits bilinearly to the image's size, argmax.
     Returns the label map and the resized logits."""
-    model = train_lib.build_model(smoke_run.config)
-    train_lib.restore_model(model, smoke_run.workdir)
+    model = workdir_lib.build_model(smoke_run.config)
+    workdir_lib.restore_model(model, smoke_run.workdir)
     resized = tf.image.resize(
         tf.constant(image, tf.float32), smoke_run.config.image_size, "bilinear", antialias=True
     )
@@ -154,7 +155,7 @@ def test_label_map_is_the_model_prediction_resized_as_documented(smoke_run, run,
 
 
 def test_overlay_alpha_flag_and_library_result(smoke_run, run, tmp_path):
-    result = predict.predict(
+    result = inference.predict(
         smoke_run.config, smoke_run.workdir, [str(run["images"] / "rgba.png")], str(tmp_path),
         overlay_alpha=0.25, verbose=0,
     )  # fmt: skip
@@ -165,7 +166,7 @@ def test_overlay_alpha_flag_and_library_result(smoke_run, run, tmp_path):
     expected = np.round(0.25 * PALETTE[label_map] + 0.75 * image.astype(float)).astype(np.uint8)
     np.testing.assert_array_equal(overlay, expected)
     np.testing.assert_array_equal(label_map, _outputs(run, "rgba.png")[0])
-    broken = predict.predict(
+    broken = inference.predict(
         smoke_run.config, smoke_run.workdir, [str(run["images"] / "empty.jpg")], str(tmp_path),
         verbose=0,
     )  # fmt: skip
@@ -192,15 +193,15 @@ def test_images_that_would_write_the_same_files_are_refused(tmp_path):
     for name in ("x.png", "x.jpg"):
         Image.new("RGB", (4, 4)).save(tmp_path / name)
     with pytest.raises(ValueError, match=r"x\.jpg and .*x\.png would both write x\.png"):
-        predict.image_files([str(tmp_path)])
+        inference.image_files([str(tmp_path)])
     (tmp_path / "x.jpg").unlink()
     (tmp_path / "sub").mkdir()
     Image.new("RGB", (4, 4)).save(tmp_path / "sub" / "x.png")
-    pairs = predict.image_files([str(tmp_path), str(tmp_path / "x.png")])
+    pairs = inference.image_files([str(tmp_path), str(tmp_path / "x.png")])
     assert pairs == [(str(tmp_path / "sub" / "x.png"), os.path.join("sub", "x")),
                      (str(tmp_path / "x.png"), "x")]  # fmt: skip
     # An output folder inside the input folder is not searched.
-    assert predict.image_files([str(tmp_path)], exclude=str(tmp_path / "sub")) == [
+    assert inference.image_files([str(tmp_path)], exclude=str(tmp_path / "sub")) == [
         (str(tmp_path / "x.png"), "x")
     ]
 
@@ -210,12 +211,12 @@ def test_read_image_modes(tmp_path):
     Image.fromarray(deep).save(tmp_path / "deep.png")
     assert Image.open(tmp_path / "deep.png").mode.startswith("I")
     np.testing.assert_array_equal(
-        predict.read_image(tmp_path / "deep.png")[..., 1], [[0, 0, 1, 255]]
+        inference.read_image(tmp_path / "deep.png")[..., 1], [[0, 0, 1, 255]]
     )
     Image.fromarray(np.array([[[10, 20, 30, 0]]], np.uint8)).save(tmp_path / "rgba.png")
-    np.testing.assert_array_equal(predict.read_image(tmp_path / "rgba.png"), [[[10, 20, 30]]])
+    np.testing.assert_array_equal(inference.read_image(tmp_path / "rgba.png"), [[[10, 20, 30]]])
     # A JPEG rotated by its EXIF orientation is read as it is displayed.
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     Image.new("RGB", (8, 4)).save(tmp_path / "rotated.jpg", exif=exif)
-    assert predict.read_image(tmp_path / "rotated.jpg").shape == (8, 4, 3)
+    assert inference.read_image(tmp_path / "rotated.jpg").shape == (8, 4, 3)

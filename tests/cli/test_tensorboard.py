@@ -9,9 +9,10 @@ from PIL import Image
 from tensorboard.backend.event_processing import plugin_event_accumulator
 from tensorboard.util import tensor_util
 
-from uada import train_lib
 from uada.data import labels as labels_lib
 from uada.models import losses, schedules
+from uada.runs import trainer
+from uada.runs import workdir as workdir_lib
 
 SCALARS = ("loss", "seg_loss", "domain_loss", "confusion_loss", "domain_accuracy", "lr", "sigma",
            "skipped_steps")  # fmt: skip
@@ -65,11 +66,11 @@ def test_scalars_are_the_logged_values(smoke_run, events):
     # lambda * ramp * confusion_loss, the ramp being 0 for the first epoch (steps 1 and 2) and 1
     # after. The L2 term, from the weights of checkpoints 2 and 4, moves little in two steps
     # (measured: 6e-6 relative; lambda * confusion_loss is 4% of it, so the ramp is checked too).
-    model = train_lib.build_model(smoke_run.config, config.steps_per_epoch)
+    model = workdir_lib.build_model(smoke_run.config, config.steps_per_epoch)
     regularization = {}
     for step in (2, 4):
-        prefix = os.path.join(train_lib.checkpoint_dir(smoke_run.workdir), f"ckpt-{step}")
-        train_lib.restore_model(model, smoke_run.workdir, prefix)
+        prefix = os.path.join(workdir_lib.checkpoint_dir(smoke_run.workdir), f"ckpt-{step}")
+        workdir_lib.restore_model(model, smoke_run.workdir, prefix)
         regularization[step] = float(
             losses.l2_regularization(model._conv_kernels, model.l2_regularization)
         )
@@ -85,7 +86,7 @@ def test_images_are_image_label_prediction_side_by_side(smoke_run, events):
     config = smoke_run.config
     height, width = config.image_size
     # The same fixed validation images the training loop logs.
-    batches = train_lib._image_summary_batches(config)
+    batches = trainer._image_summary_batches(config)
     palette = {tuple(color) for color in labels_lib.PALETTE}
     for role, (images, label_maps) in batches.items():
         tag = f"{role}/image_label_prediction"

@@ -16,14 +16,15 @@ from conftest import (
     wait_for,
 )
 
-from uada import train_lib
 from uada.data.labels import CLASS_NAMES
+from uada.runs import trainer
+from uada.runs import workdir as workdir_lib
 
 
 def test_smoke_run_trains_checkpoints_and_evaluates(smoke_run):
     workdir, config = smoke_run.workdir, smoke_run.config
-    assert train_lib.latest_checkpoint(workdir).endswith("ckpt-4")
-    assert train_lib.load_config(workdir) == config
+    assert workdir_lib.latest_checkpoint(workdir).endswith("ckpt-4")
+    assert workdir_lib.load_config(workdir) == config
     # flags.txt is a flagfile that reproduces the run's config exactly.
     assert parse_train_flags(f"--flagfile={os.path.join(workdir, 'flags.txt')}") == config
     assert tf.io.gfile.glob(os.path.join(workdir, "train", "events.out.tfevents.*"))
@@ -43,18 +44,18 @@ def test_rerun_resumes_and_a_finished_run_does_not_train(smoke_run, tmp_path, mo
     shutil.copytree(smoke_run.workdir, workdir)
     before = checkpoint_values(os.path.join(workdir, "checkpoints", "ckpt-4"))
     # The same command again: the run is finished, nothing trains, the checkpoint stays.
-    train_lib.train_and_evaluate(smoke_run.config, workdir)
-    assert train_lib.latest_checkpoint(workdir).endswith("ckpt-4")
+    trainer.train_and_evaluate(smoke_run.config, workdir)
+    assert workdir_lib.latest_checkpoint(workdir).endswith("ckpt-4")
     # Two more steps: resumes from step 4 and continues to 6.
     restored = []
-    original_restore = train_lib.restore
+    original_restore = workdir_lib.restore
 
     def spy(checkpoint, prefix, **kwargs):
         original_restore(checkpoint, prefix, **kwargs)
         restored.append((os.path.basename(prefix), int(checkpoint.step.numpy())))
 
-    monkeypatch.setattr(train_lib, "restore", spy)
-    train_lib.train_and_evaluate(smoke_run.config.replace(train_steps=6), workdir)
+    monkeypatch.setattr(workdir_lib, "restore", spy)
+    trainer.train_and_evaluate(smoke_run.config.replace(train_steps=6), workdir)
     assert restored == [("ckpt-4", 4)]
     after = checkpoint_values(os.path.join(workdir, "checkpoints", "ckpt-6"))
     assert after["step/.ATTRIBUTES/VARIABLE_VALUE"] == 6
@@ -67,7 +68,7 @@ def test_workdir_of_another_run_is_refused(smoke_run, tmp_path):
     workdir = str(tmp_path / "run")
     shutil.copytree(smoke_run.workdir, workdir)
     with pytest.raises(ValueError, match=r"another configuration.*norm: 'dan' -> 'batch'"):
-        train_lib.write_config(smoke_run.config.replace(norm="batch"), workdir)
+        workdir_lib.write_config(smoke_run.config.replace(norm="batch"), workdir)
 
 
 @pytest.mark.parametrize("damage", ["garbage_state", "missing_shard", "truncated_shard"])
@@ -86,8 +87,8 @@ def test_corrupt_checkpoint_is_an_error_not_a_restart(smoke_run, tmp_path, damag
         with open(os.path.join(directory, "ckpt-4.data-00000-of-00001"), "r+b") as f:
             f.truncate(100)
         expected = "Cannot restore the checkpoint .*ckpt-4"
-    with pytest.raises(train_lib.CorruptCheckpointError, match=expected):
-        train_lib.train_and_evaluate(smoke_run.config.replace(train_steps=6), workdir)
+    with pytest.raises(workdir_lib.CorruptCheckpointError, match=expected):
+        trainer.train_and_evaluate(smoke_run.config.replace(train_steps=6), workdir)
     assert not os.path.exists(os.path.join(directory, "ckpt-6.index"))
 
 
@@ -108,11 +109,11 @@ def test_sigkill_and_rerun_give_identical_weights(data_dir, smoke_run, tmp_path)
     assert not os.path.exists(os.path.join(directory, "ckpt-8.index"))
     # 2. Rerun; SIGKILL while the last checkpoint (step 8) is written: its files exist, the state
     # file does not name it yet. Tear its data file too, as a kill in the middle of the write would.
-    process = start_training(workdir, data_dir, UADA_TEST_PAUSE_IN_SAVE_AT_STEP="8")
+    process = start_training(workdir, data_dir, pause_in_save_at=8)
     wait_for(os.path.join(workdir, "paused_in_save"), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert train_lib.latest_checkpoint(workdir).endswith(("ckpt-2", "ckpt-4", "ckpt-6"))
+    assert workdir_lib.latest_checkpoint(workdir).endswith(("ckpt-2", "ckpt-4", "ckpt-6"))
     with open(os.path.join(directory, "ckpt-8.data-00000-of-00001"), "r+b") as f:
         f.truncate(10)
     # 3. Rerun to the end.

@@ -26,8 +26,9 @@ from conftest import (
     wait_for,
 )
 
-from uada import command_errors, train_lib, workdir_lock, write_errors
-from uada import evaluate as evaluate_lib
+from uada import command_errors
+from uada.runs import evaluation, trainer, workdir_lock, write_errors
+from uada.runs import workdir as workdir_lib
 
 RERUN = "Rerun the same command to resume."
 
@@ -73,7 +74,7 @@ def test_a_second_run_is_refused_and_a_killed_runs_lock_is_taken_over(
 ):
     workdir = str(tmp_path / "run")
     # The first run pauses inside its step-4 checkpoint write (a test hook): ckpt-2 is complete.
-    first = start_training(workdir, data_dir, UADA_TEST_PAUSE_IN_SAVE_AT_STEP="4")
+    first = start_training(workdir, data_dir, pause_in_save_at=4)
     wait_for(os.path.join(workdir, "paused_in_save"), first)
 
     second = _run(workdir, data_dir)
@@ -88,8 +89,8 @@ def test_a_second_run_is_refused_and_a_killed_runs_lock_is_taken_over(
     assert first.poll() is None  # the running one is untouched
 
     # Evaluation reads complete checkpoints and takes no lock: allowed while the run trains.
-    results = evaluate_lib.evaluate(
-        train_lib.load_config(workdir), workdir, ["demo_target"], max_images=1,
+    results = evaluation.evaluate(
+        workdir_lib.load_config(workdir), workdir, ["demo_target"], max_images=1,
         output_json=str(tmp_path / "during_training.json"), print_table=False,
     )  # fmt: skip
     assert results["demo_target"]["num_images"] == 1
@@ -160,7 +161,7 @@ def test_a_signal_checkpoints_the_step_and_the_rerun_is_bit_identical(
     assert match, stderr[-3000:]
     step = int(match[1])
     assert 2 <= step < 8
-    assert match[2] == train_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-{step}"
+    assert match[2] == workdir_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-{step}"
     assert "Traceback" not in stderr
     assert _lock_text(workdir) == ""
 
@@ -209,7 +210,7 @@ def test_sigterm_to_one_worker_stops_every_multi_worker_at_one_checkpointed_step
         assert match, f"worker {index}:\n{stderr[-3000:]}"
         steps.append(int(match[1]))
     assert steps[0] == steps[1] < 60
-    assert train_lib.latest_checkpoint(workdir) == f"{workdir}/checkpoints/ckpt-{steps[0]}"
+    assert workdir_lib.latest_checkpoint(workdir) == f"{workdir}/checkpoints/ckpt-{steps[0]}"
     assert _lock_text(workdir) == ""
 
 
@@ -246,7 +247,7 @@ def test_a_full_disk_is_one_line_and_the_rerun_after_freeing_space_resumes(
         "resume."
     ), result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    assert train_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-2"
+    assert workdir_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-2"
     # More space (as if files had been deleted): the rerun resumes from ckpt-2 as if nothing
     # had happened.
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_filesystem)], check=True)
@@ -261,7 +262,7 @@ def test_a_read_only_filesystem_is_one_line_for_training_and_evaluation(
     subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
     workdir = str(small_filesystem / "run")
     with pytest.raises(write_errors.WorkdirWriteError) as error:
-        train_lib.train_and_evaluate(smoke_run.config, workdir)
+        trainer.train_and_evaluate(smoke_run.config, workdir)
     assert str(error.value) == (
         f"Cannot write to {workdir}: read-only file system; no checkpoint was completed yet. "
         f"Fix the cause and {RERUN[0].lower()}{RERUN[1:]}"
@@ -269,7 +270,7 @@ def test_a_read_only_filesystem_is_one_line_for_training_and_evaluation(
     # An evaluation's output file.
     output = str(small_filesystem / "results" / "eval.json")
     with pytest.raises(write_errors.WorkdirWriteError) as error:
-        evaluate_lib.evaluate(
+        evaluation.evaluate(
             smoke_run.config, smoke_run.workdir, ["demo_target"], max_images=1,
             output_json=output, print_table=False,
         )  # fmt: skip
@@ -287,14 +288,14 @@ def test_a_checkpoint_the_filesystem_cannot_create_keeps_the_last_one_intact(smo
     with open(os.path.join(directory, "ckpt-6_temp"), "w") as f:
         f.write("in the way")
     with pytest.raises(write_errors.WorkdirWriteError) as error:
-        train_lib.train_and_evaluate(smoke_run.config.replace(train_steps=6), workdir)
+        trainer.train_and_evaluate(smoke_run.config.replace(train_steps=6), workdir)
     assert str(error.value) == (
         f"Cannot write to {directory}: a path component is a file, not a directory; the last "
         f"complete checkpoint, {directory}/ckpt-4, is intact. Fix the cause and rerun the same "
         "command to resume."
     )
     assert isinstance(error.value.__cause__, tf.errors.OpError)
-    assert train_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-4"
+    assert workdir_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-4"
     assert _lock_text(workdir) == ""
 
 
@@ -308,7 +309,7 @@ def test_a_workdir_without_write_permission_is_one_line(smoke_run, tmp_path):
     os.seteuid(65534)
     try:
         with pytest.raises(write_errors.WorkdirWriteError) as error:
-            train_lib.train_and_evaluate(smoke_run.config, str(parent / "run"))
+            trainer.train_and_evaluate(smoke_run.config, str(parent / "run"))
     finally:
         os.seteuid(0)
     assert str(error.value).startswith(

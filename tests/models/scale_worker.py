@@ -16,8 +16,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from uada import distribute  # noqa: E402
 from uada.models import build_uada_model  # noqa: E402
+from uada.runs import distribute  # noqa: E402
 
 
 def main(inputs_path, output_path):

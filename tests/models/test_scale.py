@@ -1,6 +1,6 @@
 """Speed and scale: multi-worker and mirrored training, mixed precision, XLA, the benchmark.
 
-The distributed tests check the defining property of `uada.distribute`: a step over R replicas,
+The distributed tests check the defining property of `uada.runs.distribute`: a step over R replicas,
 each with a source-first batch `[b source ; b target]`, equals the single-device step on
 `[all R * b source ; all R * b target]` (synchronized DAN statistics over all source samples).
 """
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from uada import distribute, precision
 from uada.models import build_uada_model
+from uada.runs import distribute, precision
 
 SIZE = (32, 64)
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -108,6 +108,7 @@ def test_two_worker_multi_worker_mirrored_matches_a_single_process(tmp_path, fre
             "TF_CONFIG": json.dumps(tf_config),
             "CUDA_VISIBLE_DEVICES": "",
             "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONPATH": str(REPO),  # a script: this checkout's uada, not an installed one
         }
         outputs.append(tmp_path / f"worker_{index}.npz")
         processes.append(
@@ -289,6 +290,7 @@ def test_set_precision_names_the_argument():
 
 def test_benchmark_quick_mode_prints_every_row():
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["PYTHONPATH"] = str(REPO)  # a script: this checkout's uada, not an installed one
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--quick"],
         env=env,

@@ -1,4 +1,9 @@
-"""Prediction grids as in the paper's Figure 5: image / ground truth / one column per model."""
+"""Every figure of uada (matplotlib, written to files):
+
+- `prediction_grid`: the paper's Figure 5, image / ground truth / one column per model;
+- `plot_eval_curve`: the mIoU of every checkpoint against the step (`uada.runs.eval_curve`);
+- `plot_retrieval_curves`: the paper's Figure 4 (`uada.analysis.retrieval`).
+"""
 
 import numpy as np
 
@@ -110,3 +115,40 @@ def plot_eval_curve(rows, path, *, selected=None, selected_label=None, title=Non
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_retrieval_curves(curves, path_stem, max_k=None):
+    """Plots several runs' curves with the perfect-alignment line; writes PNG and PDF.
+
+    Args:
+        curves: dict `{run name: curve array [max_k]}`.
+        path_stem: output path without extension (`.png` and `.pdf` are written).
+        max_k: the x range; defaults to the curves' length.
+
+    Returns:
+        The list of written paths.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    max_k = max_k or max(len(c) for c in curves.values())
+    k = np.arange(1, max_k + 1)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(k, k / 2, "k--", label="perfect alignment (k/2)")
+    for name, curve in curves.items():
+        ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
+    ax.set_xlabel("k (nearest neighbours)")
+    ax.set_ylabel("source vectors among the k nearest")
+    ax.set_title("Retrieval of source among target neighbours")
+    ax.set_xlim(1, max_k)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = [f"{path_stem}.png", f"{path_stem}.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)
+    return paths

@@ -8,12 +8,27 @@ itself excluded) is counted and averaged over the target vectors. Perfectly alig
 
 The domain classifier's accuracy per semantic class (which classes D can still tell apart) is
 computed from the same positions, where a model has a domain classifier.
+
+- `retrieval_curve`, `sample_positions`, `domain_accuracy_per_class`: the math;
+- `run_vectors`: the sampled positions of a trained run (its workdir's latest checkpoint);
+- `retrieval`: `python -m uada.retrieval`'s work: several runs' curves computed, plotted
+  (`uada.analysis.figures.plot_retrieval_curves`) and written as `retrieval.png`, `.pdf`, `.csv`
+  and `domain_accuracy.json`; `accuracy_table` renders the accuracies as Markdown.
 """
+
+import csv
+import json
+import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
+from uada.analysis import figures
+from uada.data import domains as domains_lib
+from uada.data import pipeline
 from uada.data.labels import CLASS_NAMES, IGNORE_LABEL
+from uada.runs import workdir as workdir_lib
 
 
 def retrieval_curve(source_vectors, target_vectors, max_k=49, chunk_size=512):
@@ -122,38 +137,115 @@ def domain_accuracy_per_class(source_p_target, source_classes, target_p_target, 
     return table
 
 
-def plot_retrieval_curves(curves, path_stem, max_k=None):
-    """Plots several runs' curves with the perfect-alignment line; writes PNG and PDF.
+def run_vectors(workdir, *, domain_source=None, domain_target=None, num_vectors=5000,
+                positions_per_image=10, seed=0, checkpoint=None):  # fmt: skip
+    """Samples source and target positions of `Z` of the run in `workdir`.
 
     Args:
-        curves: dict `{run name: curve array [max_k]}`.
-        path_stem: output path without extension (`.png` and `.pdf` are written).
-        max_k: the x range; defaults to the curves' length.
+        workdir: the run's directory.
+        domain_source, domain_target: domain names; `None` for the run's own source / target.
+        num_vectors: vectors per domain (at most).
+        positions_per_image: random positions per validation image.
+        seed: seed of the position draw (the same for every run, so runs see the same positions).
+        checkpoint: a checkpoint prefix; `None` for the latest.
 
     Returns:
-        The list of written paths.
+        `{"source": sample, "target": sample}`, each as `retrieval.sample_positions` returns it
+        (with `p_target` where the run has a domain classifier).
     """
-    import matplotlib
+    config = workdir_lib.load_config(workdir)
+    model, _ = workdir_lib.load_model(config, workdir, checkpoint)
+    domains_lib.ensure_demo(config)
+    samples = {}
+    for role, name in (
+        ("source", domain_source or config.source),
+        ("target", domain_target or config.target),
+    ):
+        domain = domains_lib.get_domain(name, config)
+        dataset = pipeline.eval_dataset(
+            domains_lib.load(domain, domain.eval_split, config),
+            batch_size=config.eval_batch_size,
+            image_size=tuple(config.image_size),
+        )
+        samples[role] = sample_positions(
+            model.representation,
+            dataset,
+            positions_per_image=positions_per_image,
+            max_vectors=num_vectors,
+            seed=seed,
+            domain_classifier=model.domain_classifier,
+        )
+    return samples
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    max_k = max_k or max(len(c) for c in curves.values())
-    k = np.arange(1, max_k + 1)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot(k, k / 2, "k--", label="perfect alignment (k/2)")
-    for name, curve in curves.items():
-        ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
-    ax.set_xlabel("k (nearest neighbours)")
-    ax.set_ylabel("source vectors among the k nearest")
-    ax.set_title("Retrieval of source among target neighbours")
-    ax.set_xlim(1, max_k)
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths = [f"{path_stem}.png", f"{path_stem}.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=150)
-    plt.close(fig)
-    return paths
+def retrieval(workdirs, output, *, names=None, domain_source=None, domain_target=None,
+              num_vectors=5000, positions_per_image=10, seed=0, max_k=49):  # fmt: skip
+    """Computes, plots and writes the retrieval curves of `workdirs` (see the module docstring).
+
+    Args:
+        workdirs: run directories.
+        output: output folder (created).
+        names: one legend name per workdir; `None` for the workdirs' folder names.
+        domain_source, domain_target, num_vectors, positions_per_image, seed: see `run_vectors`.
+        max_k: the largest `k`.
+
+    Returns:
+        `(curves, domain_accuracy)`: `{name: float array [max_k]}` and
+        `{name: {class name or "all": accuracy or None}}` for the runs with a domain classifier.
+    """
+    workdirs = list(workdirs)
+    names = list(names) if names else [os.path.basename(os.path.normpath(w)) for w in workdirs]
+    if len(names) != len(workdirs):
+        raise ValueError(
+            f"`names` must give one name per workdir ({len(workdirs)}). Received: names={names}"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"`names` must be distinct. Received: names={names}")
+    curves, accuracy = {}, {}
+    for name, workdir in zip(names, workdirs, strict=True):
+        samples = run_vectors(
+            workdir,
+            domain_source=domain_source,
+            domain_target=domain_target,
+            num_vectors=num_vectors,
+            positions_per_image=positions_per_image,
+            seed=seed,
+        )
+        source, target = samples["source"], samples["target"]
+        n_s, n_t = len(source["vectors"]), len(target["vectors"])
+        if n_s != n_t:
+            logging.warning(
+                "%s: %d source and %d target vectors; perfect alignment is then k * %d / %d, not "
+                "k / 2 (pass --num_vectors=%d for equal counts).",
+                name, n_s, n_t, n_s, n_s + n_t - 1, min(n_s, n_t),
+            )  # fmt: skip
+        curves[name] = retrieval_curve(source["vectors"], target["vectors"], max_k=max_k)
+        if "p_target" in source:
+            accuracy[name] = domain_accuracy_per_class(
+                source["p_target"], source["classes"], target["p_target"], target["classes"]
+            )
+
+    os.makedirs(output, exist_ok=True)
+    figures.plot_retrieval_curves(curves, os.path.join(output, "retrieval"), max_k=max_k)
+    with open(os.path.join(output, "retrieval.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["k", *curves])
+        for k in range(1, max_k + 1):
+            writer.writerow([k, *(f"{curve[k - 1]:.4f}" for curve in curves.values())])
+    with open(os.path.join(output, "domain_accuracy.json"), "w") as f:
+        json.dump(accuracy, f, indent=2)
+    return curves, accuracy
+
+
+def accuracy_table(accuracy):
+    """Renders `{run: {class: accuracy}}` as a Markdown table in percent (classes as rows)."""
+    runs = list(accuracy)
+    lines = ["| class | " + " | ".join(runs) + " |", "|---|" + "---:|" * len(runs)]
+    for name in [*CLASS_NAMES, "all"]:
+        cells = [accuracy[run].get(name) for run in runs]
+        lines.append(
+            f"| {name} | "
+            + " | ".join("-" if c is None else f"{100 * c:.1f}" for c in cells)
+            + " |"
+        )
+    return "\n".join(lines)

@@ -22,7 +22,8 @@ Selection by a signal picks the checkpoint with the best value (ties: the later 
 picks the latest checkpoint. The reported mIoU is then read at the selected checkpoint.
 `selection_report` measures how well each signal ranks checkpoints (Spearman's rank correlation of
 the signal's *score*, oriented so that higher is better, with the target mIoU) and whether
-selecting by it beats the last checkpoint.
+selecting by it beats the last checkpoint; `workdirs_report` does so for the curves of run
+directories (`python -m uada.selection`).
 
 Example:
 
@@ -35,12 +36,14 @@ print(selection_report({"demo": rows}, {"demo": "demo_target"}))
 
 import csv
 import math
+import os
 
 import numpy as np
 import scipy.stats
 import tensorflow as tf
 
 from uada.analysis import retrieval as retrieval_lib
+from uada.runs import workdir as workdir_lib
 
 SIGNALS = ("domain_accuracy", "target_entropy", "retrieval_alignment")
 SELECTIONS = ("last", *SIGNALS)
@@ -251,3 +254,31 @@ def selection_report(curves, targets):
 
 def _number(value, spec):
     return "-" if math.isnan(value) else format(value, spec)
+
+
+def workdirs_report(workdirs, *, names=None, curve="eval_curve.csv"):
+    """The selection report (Markdown) of the curves `WORKDIR/<curve>` of `workdirs`.
+
+    Raises:
+        FileNotFoundError: a workdir has no such curve; the message gives the command to write it.
+        ValueError: `names` does not give one distinct name per workdir.
+    """
+    workdirs = list(workdirs)
+    names = list(names) if names else [os.path.basename(os.path.normpath(w)) for w in workdirs]
+    if len(names) != len(workdirs) or len(set(names)) != len(names):
+        raise ValueError(
+            f"`names` must give one distinct name per workdir ({len(workdirs)}). "
+            f"Received: names={names}"
+        )
+    curves, targets = {}, {}
+    for name, workdir in zip(names, workdirs, strict=True):
+        path = os.path.join(workdir, curve)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{path} not found: write it with `python -m uada.evaluate --workdir={workdir} "
+                f"--checkpoints=all` (the run needs several checkpoints: --keep_checkpoints=0). "
+                f"Received: curve={curve!r}"
+            )
+        curves[name] = read_curve(path)
+        targets[name] = workdir_lib.load_config(workdir).target
+    return selection_report(curves, targets)

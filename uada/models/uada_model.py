@@ -65,9 +65,9 @@ class UADAModel(keras.Model):
     `uada.models.step_guard`; the step itself reads as Eq. 2.
 
     Mixed precision: built under a `"mixed_bfloat16"` or `"mixed_float16"` global dtype policy
-    (`uada.precision.set_precision`), the variables are float32 and R, S and D compute in the low
-    precision; normalization statistics, the logits (S's last resize), D's logit and every loss
-    are float32. Under float16 `compile` wraps both optimizers in
+    (`uada.runs.precision.set_precision`), the variables are float32 and R, S and D compute in
+    the low precision; normalization statistics, the logits (S's last resize), D's logit and every
+    loss are float32. Under float16 `compile` wraps both optimizers in
     `keras.optimizers.LossScaleOptimizer`: each update's loss is multiplied by its optimizer's
     dynamic scale, and its gradients are divided by it right after the all-reduce, before the
     finiteness check and the element-wise clip (so the clip bound holds for the true gradient).

@@ -35,7 +35,7 @@ each batch its moving statistics are that batch's moments, computed by the layer
 Example:
 
 ```python
-model, _ = train_lib.load_model(config, workdir)
+model, _ = workdir_lib.load_model(config, workdir)
 images = dataset.map(lambda image, label: image)       # batches [N, H, W, 3]
 with adabn.adapted_statistics(model.segmenter, images):
     logits = model.segmenter(test_images, training=False)

@@ -26,7 +26,7 @@ import threading
 import tensorflow as tf
 from absl import logging
 
-from uada import write_errors
+from uada.runs import write_errors
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -4,10 +4,10 @@
         [--select=last|domain_accuracy|target_entropy|retrieval_alignment] \
         [--adapt_statistics=none|target] [--resolution=...] [--domains=...] [--max_images=N]
 
-For each checkpoint the workdir keeps (`uada.train_lib.all_checkpoints`; train with
+For each checkpoint the workdir keeps (`uada.runs.workdir.all_checkpoints`; train with
 `--keep_checkpoints=0` to keep every one), oldest first:
 
-1. the per-domain IoU (`uada.evaluate.evaluate_model`, with AdaBN if asked), cached in
+1. the per-domain IoU (`uada.runs.evaluation.evaluate_model`, with AdaBN if asked), cached in
    `DIR/eval_checkpoints/<resolution>_adapt-<none|target>_images-<N|all>/ckpt-<step>.json`;
 2. the label-free signals of `uada.analysis.selection` (`checkpoint_signals`, on the model's own
    statistics, from the validation images of the run's source and target, never a target
@@ -37,12 +37,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from uada import domains as domains_lib
-from uada import evaluate as evaluate_lib
-from uada import train_lib
 from uada.analysis import figures, selection
 from uada.analysis import retrieval as retrieval_lib
+from uada.data import domains as domains_lib
 from uada.data import pipeline
+from uada.runs import evaluation
+from uada.runs import workdir as workdir_lib
 
 CACHE_DIR = "eval_checkpoints"
 
@@ -56,7 +56,7 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
         config: the run's `Config`.
         workdir: the run's directory.
         domains, resolution, max_images, adapt_statistics, adapt_max_images: as
-            `uada.evaluate.evaluate`'s.
+            `uada.runs.evaluation.evaluate`'s.
         select: `"last"` or a signal of `uada.analysis.selection.SIGNALS`.
         print_table: print the selected checkpoint's table and why it was selected.
 
@@ -76,13 +76,13 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
             f"--select=domain_accuracy needs a domain classifier, which only runs of mode 'uada' "
             f"have; the run in {workdir} has mode {config.mode!r}. Received: select={select!r}"
         )
-    domains, resolution, max_images = evaluate_lib.resolve_options(
+    domains, resolution, max_images = evaluation.resolve_options(
         config, domains, resolution, max_images
     )
-    prefixes = train_lib.all_checkpoints(workdir)
+    prefixes = workdir_lib.all_checkpoints(workdir)
     if not prefixes:
         raise FileNotFoundError(
-            f"No checkpoint in {train_lib.checkpoint_dir(workdir)}: train first. "
+            f"No checkpoint in {workdir_lib.checkpoint_dir(workdir)}: train first. "
             f"Received: workdir={workdir!r}"
         )
     images_tag = f"images-{max_images or 'all'}"
@@ -103,10 +103,10 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
         missing = [domain for domain in domains if domain not in results]
         if missing or signals is None:
             if model is None:
-                model = train_lib.build_model(config)
-            train_lib.restore_model(model, workdir, prefix)
+                model = workdir_lib.build_model(config)
+            workdir_lib.restore_model(model, workdir, prefix)
             if missing:
-                new = evaluate_lib.evaluate_model(
+                new = evaluation.evaluate_model(
                     model, config, missing, resolution=resolution, max_images=max_images,
                     adapt_statistics=adapt_statistics, adapt_max_images=adapt_max_images,
                 )  # fmt: skip
@@ -145,7 +145,7 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
         title=f"{os.path.basename(os.path.normpath(workdir))}: mIoU per checkpoint",
     )  # fmt: skip
     selected = {domain: per_step[step][domain] for domain in domains}
-    evaluate_lib.write_results(
+    evaluation.write_results(
         os.path.join(workdir, f"eval_{resolution}{suffix}_select_{select}.json"),
         selected, config, resolution, workdir=workdir, print_table=print_table,
         note=f"{note} Curve: {os.path.join(workdir, stem)}.csv",
@@ -246,4 +246,4 @@ def _read_cached(path, key, prefix):
 
 def _write_cached(path, name, step, key, value):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    train_lib.write_json(path, {"checkpoint": name, "step": step, key: value})
+    workdir_lib.write_json(path, {"checkpoint": name, "step": step, key: value})

@@ -1,0 +1,309 @@
+"""`train_and_evaluate(config, workdir)`: a resumable UADA training run, then its evaluation.
+
+In this order:
+
+1. The workdir is locked for this run (`uada.runs.workdir_lock`: a second run there is refused, a
+   dead run's lock is taken over) and gets the run's `flags.txt` and `config.json`. A workdir
+   that already holds a run with another configuration is an error naming the differing fields
+   (only bookkeeping fields such as `train_steps` or `checkpoint_every` may change between the
+   runs of one workdir).
+2. Op determinism (`--deterministic`) and the seed are set; the demo domains are generated if the
+   run uses them; the datasets are prepared (TFDS) and the training stream is built
+   (`uada.data.pipeline.train_dataset`).
+3. The model (`uada.models.build_uada_model`) is built under the `--strategy`'s scope with the
+   `--mixed_precision` policy (`uada.runs.distribute`, `uada.runs.precision`) and compiled with
+   two SGD optimizers (lr schedule: docs/FIDELITY.md, *Training*; XLA with `--jit_compile`). With R
+   replicas each replica takes its own source-first `batch_size + batch_size` batch, so a step
+   sees R times the images and an epoch has R times fewer steps. Under `"multi_worker"`, only
+   the chief (worker 0) writes the workdir; the other workers save their (identical) checkpoints
+   into a scratch folder, as `tf.distribute` requires every worker to take part in a save.
+4. The latest checkpoint of `WORKDIR/checkpoints` is restored: model, both optimizers, the step and
+   the data iterator's position (everything a step depends on: the instance noise and the
+   augmentation are functions of the step and of the data position), so a resumed run continues
+   exactly where the last checkpoint left it. A checkpoint state that cannot be read or that
+   names missing or unreadable files is an error (`CorruptCheckpointError`), never a silent
+   restart from scratch (`uada.runs.workdir`).
+5. Training runs G steps with Keras' progress bar, TensorBoard summaries in `WORKDIR/train`
+   (`tf.summary.scalar`: losses, lr, sigma, domain accuracy, skipped steps, every `log_every`
+   steps; `tf.summary.image`: image | ground truth | prediction of two source and two target
+   validation images, at step 1 and every `image_summary_every` steps), and a checkpoint every
+   `checkpoint_every` steps and at the end (`tf.train.CheckpointManager`: the state file is
+   rewritten atomically only after a checkpoint's files are complete). SIGTERM or SIGINT finishes
+   the step, checkpoints it and stops with `uada.runs.preemption.TrainingInterrupted`; a write the
+   filesystem refuses (no space, permission, read-only) stops with
+   `uada.runs.write_errors.WorkdirWriteError`, the last complete checkpoint intact.
+6. The final model is evaluated (`uada.runs.evaluation.evaluate`) on the run's domains.
+
+The run's files, checkpoints and model building are `uada.runs.workdir`'s; this module adds the
+optimizers, the loop and its summaries.
+
+Example:
+
+```python
+from uada import config as config_lib
+from uada.runs import trainer
+
+config = config_lib.Config(source="demo_source", target="demo_target", unseen=("demo_unseen",),
+                           backbone="resnet_tiny", weights="none", image_size=(64, 128),
+                           train_steps=20, data_dir="/tmp/uada_data")
+results = trainer.train_and_evaluate(config, "/tmp/uada_run")
+```
+"""
+
+import functools
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from uada.data import domains as domains_lib
+from uada.data import labels as labels_lib
+from uada.data import pipeline
+from uada.models import schedules
+from uada.models.uada_model import TrainingGuard
+from uada.runs import distribute, evaluation, precision, preemption, workdir_lock, write_errors
+from uada.runs import workdir as workdir_lib
+
+# ------------------------------------------------------------------------------------------------
+# Optimizers
+
+
+def _optimizer(config, steps_per_epoch, name):
+    schedule = schedules.learning_rate_schedule(
+        config.learning_rate,
+        steps_per_epoch=steps_per_epoch,
+        decay_epochs=config.lr_decay_epochs,
+        factor=config.lr_decay_factor,
+    )
+    return keras.optimizers.SGD(schedule, momentum=config.momentum, name=name)
+
+
+def compile_model(model, config, steps_per_epoch):
+    """Compiles `model` with the SGD optimizers of the paper's setup (one for G, one for D in UADA);
+    XLA when `config.jit_compile`."""
+    model.compile(
+        seg_optimizer=_optimizer(config, steps_per_epoch, "seg_sgd"),
+        domain_optimizer=(
+            _optimizer(config, steps_per_epoch, "domain_sgd") if config.mode == "uada" else None
+        ),
+        jit_compile=config.jit_compile,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+
+
+def train_and_evaluate(config, workdir):
+    """Trains (or resumes) the run `config` in `workdir`, then evaluates it.
+
+    Args:
+        config: a `uada.config.Config`.
+        workdir: the run's directory (created if needed).
+
+    Returns:
+        The evaluation results `{domain: {"miou", "miou_19", "per_class", "num_images"}}`.
+
+    Raises:
+        uada.runs.workdir_lock.WorkdirLockedError: another live run holds the workdir.
+        uada.runs.preemption.TrainingInterrupted: SIGTERM or SIGINT stopped training after
+            checkpointing the step it reached.
+        uada.runs.write_errors.WorkdirWriteError: the filesystem refused a checkpoint or output
+            write.
+    """
+    # The strategy comes first: MultiWorkerMirroredStrategy must exist before any other op.
+    strategy = distribute.get_strategy(config.strategy)
+    chief = _is_chief(strategy)
+    if not chief:  # only the chief writes the workdir
+        return _train_and_evaluate(config, workdir, strategy, chief)
+    with write_errors.writing(workdir, lambda: workdir_lib.latest_checkpoint(workdir)):
+        lock = workdir_lock.WorkdirLock(workdir).acquire()
+    with lock:
+        return _train_and_evaluate(config, workdir, strategy, chief)
+
+
+def _train_and_evaluate(config, workdir, strategy, chief):
+    if chief:
+        with write_errors.writing(workdir, lambda: workdir_lib.latest_checkpoint(workdir)):
+            workdir_lib.write_config(config, workdir)
+    # A corrupt checkpoint state stops the run before anything is built.
+    prefix = workdir_lib.latest_checkpoint(workdir)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+    domains_lib.ensure_demo(config)
+
+    source = domains_lib.get_domain(config.source, config)
+    target = domains_lib.get_domain(config.target, config)
+    replicas = strategy.num_replicas_in_sync
+    steps_per_epoch = config.steps_per_epoch or _steps_per_epoch(config, source, target, replicas)
+    total_steps = config.train_steps or max(1, int(round(config.epochs * steps_per_epoch)))
+    logging.info(
+        "Training %d G steps (%d per epoch) on %d replica(s), %s precision.",
+        total_steps, steps_per_epoch, replicas, config.mixed_precision,
+    )  # fmt: skip
+
+    precision.set_precision(config.mixed_precision)
+    with strategy.scope():
+        model = workdir_lib.build_model(config, steps_per_epoch)
+        compile_model(model, config, steps_per_epoch)
+    source_data = domains_lib.load(source, source.train_split, config, for_training=True)
+    target_data = (
+        None
+        if config.mode == "source_only"
+        else domains_lib.load(target, target.train_split, config, for_training=True)
+    )
+    stream_options = dict(
+        batch_size=config.batch_size,
+        seed=config.seed,
+        augment=config.augment,
+        image_size=tuple(config.image_size),
+        shuffle_buffer=config.shuffle_buffer,
+    )
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    trackables = {"model": model, "seg_optimizer": model.seg_optimizer, "step": step}
+    if model.domain_optimizer is not None:
+        trackables["domain_optimizer"] = model.domain_optimizer
+    if replicas == 1:  # the iterator's position is checkpointed with the model
+        iterator = iter(pipeline.train_dataset(source_data, target_data, **stream_options))
+        trackables["data_iterator"] = iterator
+    checkpoint = tf.train.Checkpoint(**trackables)
+    manager = tf.train.CheckpointManager(
+        checkpoint,
+        workdir_lib.checkpoint_dir(workdir) if chief else _scratch_dir(workdir, strategy),
+        max_to_keep=config.keep_checkpoints or None,  # 0: keep every checkpoint
+    )
+    if prefix is not None:
+        workdir_lib.restore(checkpoint, prefix)
+        logging.info("Resumed from %s at step %d.", prefix, int(step.numpy()))
+    if replicas > 1:
+        # Per-replica source-first batches (uada.runs.distribute). A distributed iterator cannot be
+        # checkpointed: the deterministic streams skip what the restored steps consumed.
+        iterator = iter(
+            distribute.distributed_train_dataset(
+                strategy, source_data, target_data, skip_steps=int(step.numpy()), **stream_options
+            )
+        )
+
+    if _is_multi_worker(strategy):
+        stop = preemption.PreemptionCheckpoints(strategy.cluster_resolver, manager)
+    else:
+        stop = preemption.StopOnSignals()
+    with stop:
+        _train_loop(
+            model, config, workdir if chief else _scratch_dir(workdir, strategy), iterator, step,
+            total_steps, manager, stop,
+        )  # fmt: skip
+    if not chief:
+        return {}  # the chief evaluates and writes the results
+    return evaluation.evaluate(config, workdir, model=model, print_table=True)
+
+
+def _steps_per_epoch(config, source, target, replicas=1):
+    """G steps per epoch: one pass over the smallest training dataset (the paper's epoch); a
+    step takes `batch_size` images per domain on each of `replicas` replicas."""
+    sizes = [domains_lib.num_examples(source, source.train_split, config)]
+    sizes.append(domains_lib.num_examples(target, target.train_split, config))
+    return max(1, min(sizes) // (config.batch_size * replicas))
+
+
+def _is_multi_worker(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver is not None and bool(resolver.cluster_spec().as_dict())
+
+
+def _is_chief(strategy):
+    """Whether this process writes the workdir (always, except non-chief multi-workers)."""
+    if not _is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    return resolver.task_type in (None, "chief") or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+    )
+
+
+def _scratch_dir(workdir, strategy):
+    """Where a non-chief worker writes its copy of each checkpoint (never read back)."""
+    resolver = strategy.cluster_resolver
+    return os.path.join(workdir, "scratch", f"{resolver.task_type}_{resolver.task_id}")
+
+
+def _train_loop(model, config, workdir, iterator, step, total_steps, manager, stop):
+    model.make_train_function()
+    guard = TrainingGuard()
+    guard.set_model(model)
+    summary_dir = os.path.join(workdir, "train")
+    # A refused summary write (TensorBoard) is a `WorkdirWriteError`, as a checkpoint's is.
+    summaries = functools.partial(
+        write_errors.writing, summary_dir, lambda: manager.latest_checkpoint
+    )
+    with summaries():
+        writer = tf.summary.create_file_writer(summary_dir)
+    image_batches = _image_summary_batches(config) if config.image_summary_every else {}
+    progbar = keras.utils.Progbar(total_steps, stateful_metrics=_LOG_NAMES, unit_name="step")
+    current = int(step.numpy())
+    if current >= total_steps:
+        logging.info("The run already finished (step %d of %d).", current, total_steps)
+    model.reset_metrics()
+    while current < total_steps:
+        logs = model.train_function(iterator)
+        current = int(step.assign_add(1).numpy())
+        guard.on_train_batch_end(current, logs)
+        values = {name: float(value) for name, value in logs.items()}
+        progbar.update(current, [(name, values[name]) for name in _LOG_NAMES if name in values])
+        if current % config.log_every == 0 or current == total_steps:
+            with summaries(), writer.as_default(step=current):
+                for name, value in values.items():
+                    tf.summary.scalar(name, value)
+            model.reset_metrics()
+        if image_batches and (current % config.image_summary_every == 0 or current == 1):
+            with summaries():
+                _write_prediction_images(model, image_batches, writer, current)
+        if current % config.checkpoint_every == 0 or current == total_steps:
+            _save_checkpoint(manager, current)
+        if stop.requested:  # what was logged reaches TensorBoard before the run stops
+            with summaries():
+                writer.flush()
+        stop.check(current, total_steps, manager, lambda s: _save_checkpoint(manager, s))
+    with summaries():
+        writer.flush()
+
+
+def _save_checkpoint(manager, step):
+    """`manager.save` at `step`; a refused write is a `WorkdirWriteError`."""
+    with write_errors.writing(manager.directory, lambda: manager.latest_checkpoint):
+        manager.save(checkpoint_number=step)
+
+
+_LOG_NAMES = ("loss", "seg_loss", "domain_loss", "confusion_loss", "domain_accuracy", "lr",
+              "sigma", "skipped_steps")  # fmt: skip
+
+
+def _image_summary_batches(config):
+    """A few fixed validation images of the source and the target, for prediction images."""
+    batches = {}
+    for role, name in (("source", config.source), ("target", config.target)):
+        domain = domains_lib.get_domain(name, config)
+        dataset = domains_lib.load(domain, domain.eval_split, config).take(2)
+        dataset = pipeline.eval_dataset(dataset, batch_size=2, image_size=tuple(config.image_size))
+        for images, labels in dataset.take(1):
+            batches[role] = (images, labels.numpy())
+    return batches
+
+
+def _write_prediction_images(model, image_batches, writer, step):
+    """TensorBoard images: each row is image | ground truth | prediction (inference mode)."""
+    with writer.as_default(step=step):
+        for role, (images, labels) in image_batches.items():
+            predictions = np.argmax(model.segmenter(images, training=False).numpy(), axis=-1)
+            rows = np.concatenate(
+                [
+                    images.numpy().astype(np.uint8),
+                    labels_lib.colorize(labels),
+                    labels_lib.colorize(predictions),
+                ],
+                axis=2,
+            )
+            tf.summary.image(f"{role}/image_label_prediction", rows, max_outputs=len(rows))
