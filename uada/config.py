@@ -19,18 +19,18 @@ assert Config.from_json(config.to_json()) == config
 import dataclasses
 import json
 
-MODES = ("uada", "source_only", "multi_domain")
-NORMS = ("none", "batch", "instance", "split_batch", "dan")
-BACKBONES = ("resnet50", "resnet_tiny")
-OUTPUT_STRIDES = (8, 16, 32)
-RESOLUTIONS = ("384x768", "full")
-STRATEGIES = ("default", "mirrored", "multi_worker")  # uada.distribute.STRATEGIES
-PRECISIONS = ("none", "mixed_bfloat16", "mixed_float16")  # uada.precision.PRECISIONS
-# Real datasets and the built-in demo domains (`uada.data.demo`), by the name a flag takes.
-DATASETS = ("gta5", "cityscapes", "mapillary", "apolloscape", "demo_source", "demo_target",
-            "demo_unseen")  # fmt: skip
-# Datasets without a training split, usable only as unseen (test) domains.
-EVAL_ONLY_DATASETS = ("apolloscape", "demo_unseen")
+# The closed sets of names a field takes, each defined by the module that owns it.
+from uada.data.builders import CONFIG_NAMES as RESOLUTIONS  # evaluation reads that builder config
+from uada.distribute import STRATEGIES
+from uada.domains import DATASETS, EVAL_ONLY_DATASETS
+from uada.layers import NORMALIZATIONS
+from uada.models import BACKBONES, MODES, OUTPUT_STRIDES
+from uada.precision import PRECISIONS
+
+__all__ = [
+    "BACKBONES", "DATASETS", "EVAL_ONLY_DATASETS", "MODES", "NORMALIZATIONS", "OUTPUT_STRIDES",
+    "PRECISIONS", "RESOLUTIONS", "STRATEGIES", "Config",
+]  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Config:
     Model:
         mode: `"uada"` (adversarial adaptation), `"source_only"` (no target images, no D) or
             `"multi_domain"` (target images reach the normalization only; no D, no confusion).
-        norm: normalization in R, one of `NORMS`.
+        norm: normalization in R, one of `NORMALIZATIONS`.
         backbone: `"resnet50"` (the paper) or `"resnet_tiny"` (demos and tests).
         weights: `"imagenet"`, `"none"` (random initialization) or a path to Keras ResNet-50
             weights.

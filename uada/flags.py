@@ -44,7 +44,9 @@ def define_train_flags(flag_values=flags.FLAGS):
 
     # Model.
     flags.DEFINE_enum("mode", d.mode, config_lib.MODES, "Training mode.", flag_values=fv)
-    flags.DEFINE_enum("norm", d.norm, config_lib.NORMS, "Normalization in R.", flag_values=fv)
+    flags.DEFINE_enum(
+        "norm", d.norm, config_lib.NORMALIZATIONS, "Normalization in R.", flag_values=fv
+    )
     flags.DEFINE_enum("backbone", d.backbone, config_lib.BACKBONES, "Backbone.", flag_values=fv)
     flags.DEFINE_string(
         "weights",
