@@ -2,10 +2,11 @@
 
 Each command defines only the flags it takes:
 
-- `define_train_flags()`: `python -m uada.train` — one flag per `uada.config.Config` field (same
-  name, same default) plus `--workdir`; closed sets are enums, cross-flag rules are validators, so
-  a bad value or combination stops the command before anything runs, with a message naming the
-  flag(s) and echoing the value.
+- `define_train_flags()`: `python -m uada.train` — one flag per `uada.config.Config` field,
+  generated from the field (`define_config_flag`: same name, default, description; the closed set
+  of names of its metadata's `enum`, defined by the module that owns it; its bounds), plus
+  `--workdir`; cross-flag rules are validators, so a bad value or combination stops the command
+  before anything runs, with a message naming the flag(s) and echoing the value.
 - `define_evaluate_flags()`, `define_predict_flags()`, `define_export_flags()`: the other commands,
   which read the run's config from its workdir.
 
@@ -18,7 +19,9 @@ on their own lines (absl keeps the rest of a flag line as the value), and a firs
 command runs in: the repository root).
 """
 
+import dataclasses
 import os
+import typing
 
 from absl import flags
 
@@ -26,14 +29,18 @@ from uada import config as config_lib
 from uada.adabn import ADAPT_STATISTICS
 from uada.analysis import selection
 
-_DEFAULT = config_lib.Config()
+_CONFIG_FIELDS = {field.name: field for field in dataclasses.fields(config_lib.Config)}
+_FIELD_DEFAULT = object()  # `define_config_flag`: the field's own default
 _DEMO_DATASETS = tuple(name for name in config_lib.DATASETS if name.startswith("demo_"))
 
 
 def define_train_flags(flag_values=flags.FLAGS):
-    """Defines the training flags and their validators on `flag_values`."""
+    """Defines the training flags and their validators on `flag_values`.
+
+    One flag per `Config` field, generated from the field (`define_config_flag`), plus
+    `--workdir`; the cross-flag rules are validators.
+    """
     fv = flag_values
-    d = _DEFAULT
     flags.DEFINE_string(
         "workdir",
         None,
@@ -41,176 +48,45 @@ def define_train_flags(flag_values=flags.FLAGS):
         "--flagfile=.../<name>.flags.",
         flag_values=fv,
     )
-
-    # Model.
-    flags.DEFINE_enum("mode", d.mode, config_lib.MODES, "Training mode.", flag_values=fv)
-    flags.DEFINE_enum(
-        "norm", d.norm, config_lib.NORMALIZATIONS, "Normalization in R.", flag_values=fv
-    )
-    flags.DEFINE_enum("backbone", d.backbone, config_lib.BACKBONES, "Backbone.", flag_values=fv)
-    flags.DEFINE_string(
-        "weights",
-        d.weights,
-        "Backbone weights: 'imagenet', 'none' or a path to Keras ResNet-50 weights.",
-        flag_values=fv,
-    )
-    flags.DEFINE_enum(
-        "output_stride",
-        str(d.output_stride),
-        [str(s) for s in config_lib.OUTPUT_STRIDES],
-        "Output stride of the backbone.",
-        flag_values=fv,
-    )
-    flags.DEFINE_list(
-        "image_size", [str(s) for s in d.image_size], "Image height,width.", flag_values=fv
-    )
-    flags.DEFINE_float(
-        "lambda_conf", d.lambda_conf, "Weight of the confusion loss.", lower_bound=0, flag_values=fv
-    )
-
-    # Data.
-    flags.DEFINE_enum(
-        "source", d.source, config_lib.DATASETS, "Labelled training domain.", flag_values=fv
-    )
-    flags.DEFINE_enum(
-        "target", d.target, config_lib.DATASETS, "Unlabelled training domain.", flag_values=fv
-    )
-    flags.DEFINE_list(
-        "unseen",
-        list(d.unseen),
-        f"Comma-separated test-only domains, each one of {list(config_lib.DATASETS)}.",
-        flag_values=fv,
-    )
-    flags.DEFINE_string(
-        "data_dir",
-        d.data_dir,
-        "TFDS data directory (and home of the demo domains).",
-        flag_values=fv,
-    )
-    flags.DEFINE_string(
-        "manual_dir",
-        d.manual_dir,
-        "Root of the downloaded datasets: one sub-folder per dataset (gta5/, cityscapes/, "
-        "mapillary/, apolloscape/).",
-        flag_values=fv,
-    )
-    flags.DEFINE_integer(
-        "batch_size", d.batch_size, "Images per domain per step.", lower_bound=1, flag_values=fv
-    )
-    flags.DEFINE_boolean("augment", d.augment, "Photometric augmentation.", flag_values=fv)
-    flags.DEFINE_integer(
-        "shuffle_buffer", d.shuffle_buffer, "Shuffle buffer per domain.", lower_bound=1,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "demo_train_images", d.demo_train_images, "Demo: target training images.", lower_bound=1,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "demo_val_images", d.demo_val_images, "Demo: validation images per domain.", lower_bound=1,
-        flag_values=fv,
-    )  # fmt: skip
-
-    # Optimization.
-    flags.DEFINE_float(
-        "epochs", d.epochs, "Training epochs, used when --train_steps=0.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "train_steps", d.train_steps, "Total G steps; 0 for --epochs epochs.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_float(
-        "learning_rate", d.learning_rate, "SGD learning rate of D and G.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_float(
-        "momentum", d.momentum, "SGD momentum.", lower_bound=0, upper_bound=1, flag_values=fv
-    )
-    flags.DEFINE_list(
-        "lr_decay_epochs",
-        [str(e) for e in d.lr_decay_epochs],
-        "Epochs after which the learning rate is multiplied by --lr_decay_factor.",
-        flag_values=fv,
-    )
-    flags.DEFINE_float(
-        "lr_decay_factor", d.lr_decay_factor, "Learning-rate decay factor.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_float(
-        "ramp_epochs", d.ramp_epochs, "Epochs before the confusion loss starts.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_string(
-        "gradient_clip", d.gradient_clip,
-        "Element-wise gradient bound of both updates: 'auto' (the original's: 5 in uada, none "
-        "in source_only and multi_domain), 'none', or a positive number.",
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "steps_per_epoch", d.steps_per_epoch,
-        "G steps per epoch; 0 to derive it from the smallest training dataset.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-
-    # Speed and scale.
-    flags.DEFINE_enum(
-        "strategy", d.strategy, config_lib.STRATEGIES,
-        "tf.distribute strategy: one device, all local GPUs (mirrored), or TF_CONFIG's workers.",
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_enum(
-        "mixed_precision", d.mixed_precision, config_lib.PRECISIONS,
-        "Compute precision (variables stay float32; float16 uses loss scaling).", flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_boolean(
-        "jit_compile", d.jit_compile, "XLA-compile the training step.", flag_values=fv
-    )
-
-    # Bookkeeping.
-    flags.DEFINE_integer("seed", d.seed, "Random seed.", flag_values=fv)
-    flags.DEFINE_boolean(
-        "deterministic", d.deterministic, "TensorFlow op determinism.", flag_values=fv
-    )
-    flags.DEFINE_integer(
-        "checkpoint_every", d.checkpoint_every, "Checkpoint period in G steps.", lower_bound=1,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "keep_checkpoints", d.keep_checkpoints,
-        "Checkpoints kept (the latest ones); 0 keeps every checkpoint, e.g. to evaluate each one "
-        "with `python -m uada.evaluate --checkpoints=all`.", lower_bound=0, flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "log_every", d.log_every, "TensorBoard scalar period in G steps.", lower_bound=1,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "image_summary_every", d.image_summary_every,
-        "TensorBoard prediction-image period in G steps; 0 for none.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-    _define_resolution("eval_resolution", d.eval_resolution, fv)
-    flags.DEFINE_integer(
-        "eval_batch_size", d.eval_batch_size, "Evaluation batch size.", lower_bound=1,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "eval_max_images", d.eval_max_images, "Images per evaluated domain; 0 for all.",
-        lower_bound=0, flag_values=fv,
-    )  # fmt: skip
+    for field in dataclasses.fields(config_lib.Config):
+        define_config_flag(field, flag_values=fv)
     _register_train_validators(fv)
 
 
-def _define_resolution(name, default, flag_values):
-    flags.DEFINE_enum(
-        name,
-        default,
-        config_lib.RESOLUTIONS,
-        "Evaluation resolution: '384x768' (the model's input size, labels resized nearest; the "
-        "paper) or 'full' (logits upsampled to each label's size).",
-        flag_values=flag_values,
-    )
+def define_config_flag(field, *, name=None, default=_FIELD_DEFAULT, flag_values=flags.FLAGS):
+    """Defines the flag of the `Config` field `field` from its type, default and metadata.
+
+    | field | flag |
+    |---|---|
+    | metadata `enum` | `DEFINE_enum` over the names (numbers as text, e.g. `--output_stride`) |
+    | `str`, `bool` | `DEFINE_string`, `DEFINE_boolean` |
+    | `int`, `float` | `DEFINE_integer`, `DEFINE_float` with the metadata's bounds |
+    | `tuple[...]` | `DEFINE_list` (comma-separated) |
+
+    Args:
+        field: a `dataclasses.Field` of `Config`.
+        name: the flag's name; default: the field's.
+        default: the flag's default; default: the field's.
+        flag_values: where to define it.
+    """
+    options = dict(field.metadata)
+    help_text = options.pop("help")
+    enum = options.pop("enum", None)
+    name = name or field.name
+    default = field.default if default is _FIELD_DEFAULT else default
+    kwargs = {"flag_values": flag_values}
+    if enum is not None:
+        text = None if default is None else str(default)
+        flags.DEFINE_enum(name, text, [str(v) for v in enum], help_text, **kwargs)
+    elif field.type is bool:
+        flags.DEFINE_boolean(name, default, help_text, **kwargs)
+    elif field.type is str:
+        flags.DEFINE_string(name, default, help_text, **kwargs)
+    elif field.type in (int, float):
+        define = flags.DEFINE_integer if field.type is int else flags.DEFINE_float
+        define(name, default, help_text, **options, **kwargs)
+    else:  # tuple[element type, ...]
+        flags.DEFINE_list(name, [str(v) for v in default], help_text, **kwargs)
 
 
 def _register_train_validators(fv):
@@ -322,14 +198,14 @@ def default_workdir(argv):
 
 def train_config(flag_values=flags.FLAGS):
     """Returns the frozen `Config` of parsed training flags (every `Config` field by name)."""
-    fv = flag_values
     values = {}
-    for name in config_lib.Config.__dataclass_fields__:
-        values[name] = fv[name].value
-    values["output_stride"] = int(values["output_stride"])
-    values["image_size"] = tuple(int(s) for s in values["image_size"])
-    values["unseen"] = tuple(values["unseen"])
-    values["lr_decay_epochs"] = tuple(float(e) for e in values["lr_decay_epochs"])
+    for field in dataclasses.fields(config_lib.Config):
+        value = flag_values[field.name].value
+        if typing.get_origin(field.type) is tuple:  # a list of text: tuple[element type, ...]
+            value = tuple(typing.get_args(field.type)[0](v) for v in value)
+        elif "enum" in field.metadata:  # names as text: back to the field's type
+            value = field.type(value)
+        values[field.name] = value
     return config_lib.Config(**values)
 
 
@@ -366,7 +242,8 @@ def define_evaluate_flags(flag_values=flags.FLAGS):
         message=f"--domains must be a comma-separated list of {list(config_lib.DATASETS)}.",
         flag_values=fv,
     )
-    _define_resolution("resolution", None, fv)
+    define_config_flag(_CONFIG_FIELDS["eval_resolution"], name="resolution", default=None,
+                       flag_values=fv)  # fmt: skip
     flags.DEFINE_integer(
         "max_images", None, "Images per domain; default: the run's --eval_max_images.",
         lower_bound=0, flag_values=fv,

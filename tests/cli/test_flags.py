@@ -99,3 +99,26 @@ def test_commands_exit_nonzero_naming_the_flag_or_file(tmp_path):
     result = run_command("uada.predict", f"--workdir={tmp_path / 'run'}",
                          f"--input={tmp_path / 'none.png'}", "--output=o", check=False)  # fmt: skip
     assert result.returncode != 0 and "--input" in result.stderr
+
+
+def test_flags_are_generated_from_the_config_fields():
+    from uada import distribute, domains, layers, models, precision
+
+    flag_values = flags.FlagValues()
+    uada_flags.define_train_flags(flag_values)
+    for field in dataclasses.fields(config_lib.Config):
+        flag = flag_values[field.name]
+        assert flag.help.endswith(config_lib.Config.help(field.name))  # after any "<a|b>: "
+    assert uada_flags.train_config(flag_values) == config_lib.Config()  # the fields' defaults
+    # Each closed set is its owner's, in the owner's order.
+    for name, owner in [
+        ("mode", models.MODES),
+        ("norm", layers.NORMALIZATIONS),
+        ("backbone", models.BACKBONES),
+        ("output_stride", models.OUTPUT_STRIDES),
+        ("strategy", distribute.STRATEGIES),
+        ("mixed_precision", precision.PRECISIONS),
+        ("source", domains.DATASETS),
+        ("target", domains.DATASETS),
+    ]:
+        assert flag_values[name].parser.enum_values == [str(v) for v in owner], name
