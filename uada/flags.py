@@ -7,8 +7,11 @@ Each command defines only the flags it takes:
   of names of its metadata's `enum`, defined by the module that owns it; its bounds), plus
   `--workdir`; cross-flag rules are validators, so a bad value or combination stops the command
   before anything runs, with a message naming the flag(s) and echoing the value.
-- `define_evaluate_flags()`, `define_predict_flags()`, `define_export_flags()`: the other commands,
-  which read the run's config from its workdir.
+- `define_evaluate_flags()`, `define_predict_flags()`, `define_export_flags()`: the commands
+  that read the run's config from its workdir.
+- `define_retrieval_flags()`, `define_predict_grid_flags()`, `define_selection_flags()`,
+  `define_reproduce_flags()`: the analysis commands; `define_demo_flags()`:
+  `python -m uada.data.demo`.
 
 `train_config()` turns parsed training flags into the frozen `Config`. Library modules never read
 `FLAGS`; only the thin `main`s of the commands do, through this module.
@@ -26,6 +29,7 @@ import typing
 from absl import flags
 
 from uada import config as config_lib
+from uada import train_lib
 from uada.adabn import ADAPT_STATISTICS
 from uada.analysis import selection
 
@@ -328,3 +332,105 @@ def define_export_flags(flag_values=flags.FLAGS):
     _define_workdir(fv)
     flags.DEFINE_string("output", None, "Folder of the exported SavedModel.", flag_values=fv)
     flags.mark_flag_as_required("output", flag_values=fv)
+
+
+def define_retrieval_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.retrieval`."""
+    fv = flag_values
+    flags.DEFINE_list("workdirs", None, "Comma-separated run directories.", flag_values=fv)
+    flags.DEFINE_string("output", None, "Output folder.", flag_values=fv)
+    flags.mark_flags_as_required(["workdirs", "output"], flag_values=fv)
+    flags.DEFINE_list(
+        "names", None, "Legend names, one per workdir; default: the folder names.", flag_values=fv
+    )
+    flags.DEFINE_enum(
+        "domain_source", None, config_lib.DATASETS, "Source domain; default: each run's source.",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_enum(
+        "domain_target", None, config_lib.DATASETS, "Target domain; default: each run's target.",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer("num_vectors", 5000, "Vectors per domain.", lower_bound=2, flag_values=fv)
+    flags.DEFINE_integer(
+        "positions_per_image", 10, "Random positions per image.", lower_bound=1, flag_values=fv
+    )
+    flags.DEFINE_integer("seed", 0, "Seed of the position draw.", flag_values=fv)
+    flags.DEFINE_integer("max_k", 49, "Largest k.", lower_bound=1, flag_values=fv)
+    flags.register_validator(
+        "workdirs",
+        lambda value: (
+            value is None
+            or all(os.path.isfile(os.path.join(w, train_lib.CONFIG_FILE)) for w in value)
+        ),
+        message="--workdirs must name run directories (each with a config.json).",
+        flag_values=fv,
+    )
+
+
+def define_predict_grid_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.predict_grid`."""
+    fv = flag_values
+    flags.DEFINE_string("source_only_workdir", None, "The source-only run.", flag_values=fv)
+    flags.DEFINE_string("adapted_workdir", None, "The adapted (UADA) run.", flag_values=fv)
+    flags.DEFINE_enum(
+        "domain", None, config_lib.DATASETS, "Domain of the images (validation split).",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_list(
+        "indices", ["0", "1", "2"], "Positions of the images in the split.", flag_values=fv
+    )
+    flags.DEFINE_string("output", "grid.png", "Figure path (.png or .pdf).", flag_values=fv)
+    flags.DEFINE_list(
+        "names", ["source only", "adapted"], "Titles of the two prediction columns.",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.mark_flags_as_required(
+        ["source_only_workdir", "adapted_workdir", "domain"], flag_values=fv
+    )
+    for name in ("source_only_workdir", "adapted_workdir"):
+        flags.register_validator(
+            name,
+            lambda value: (
+                value is None or os.path.isfile(os.path.join(value, train_lib.CONFIG_FILE))
+            ),
+            message=f"--{name} must be a run directory (with a config.json).",
+            flag_values=fv,
+        )
+    flags.register_validator(
+        "indices",
+        lambda value: all(v.isdigit() for v in value) and len(value) > 0,
+        message="--indices must be non-negative integers, e.g. 0,1,2.",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "names",
+        lambda value: len(value) == 2,
+        message="--names must give two column titles, e.g. 'source only,UADA'.",
+        flag_values=fv,
+    )
+
+
+def define_selection_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.selection`."""
+    fv = flag_values
+    flags.DEFINE_list("workdirs", None, "Comma-separated run directories.", flag_values=fv)
+    flags.mark_flag_as_required("workdirs", flag_values=fv)
+    flags.DEFINE_list(
+        "names", None, "Row names, one per workdir; default: the folder names.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "curve", "eval_curve.csv",
+        "The curve file in each workdir, e.g. eval_curve_384x768_adabn.csv.", flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_string("output", None, "Also write the report to this file.", flag_values=fv)
+
+
+def define_demo_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.data.demo` (writes the demo domains)."""
+    fv = flag_values
+    flags.DEFINE_string("output", None, "Output folder.", flag_values=fv)
+    flags.mark_flag_as_required("output", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the domains' content.", flag_values=fv)
+    flags.DEFINE_integer("height", 128, "Image height.", flag_values=fv)
+    flags.DEFINE_integer("width", 256, "Image width.", flag_values=fv)

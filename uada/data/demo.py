@@ -57,7 +57,6 @@ demo.generate("demo_data", seed=0)
 or from a shell: `python -m uada.data.demo --output=demo_data --seed=0`.
 """
 
-import argparse
 import pathlib
 
 import numpy as np
@@ -654,18 +653,27 @@ def generate(
     return {domain: root / domain for domain in DOMAINS}
 
 
-def main(argv=None):
-    """Command line: `python -m uada.data.demo --output=DIR [--seed=0 --height=128 --width=256]`."""
-    parser = argparse.ArgumentParser(description="Write the uada demo domains.")
-    parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--height", type=int, default=128)
-    parser.add_argument("--width", type=int, default=256)
-    args = parser.parse_args(argv)
-    paths = generate(args.output, seed=args.seed, image_size=(args.height, args.width))
+def main(argv):
+    """Command line: `python -m uada.data.demo --output=DIR [--seed=0 --height=128 --width=256]`.
+
+    The flags are `uada.flags.define_demo_flags`'s.
+    """
+    from absl import app, flags
+
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    fv = flags.FLAGS
+    paths = generate(fv.output, seed=fv.seed, image_size=(fv.height, fv.width))
     for domain, path in paths.items():
         print(f"{domain}: {path}")
 
 
 if __name__ == "__main__":
-    main()
+    from absl import app, flags
+
+    # Imported here, not above: uada.flags imports uada.domains, which imports this module.
+    from uada import flags as uada_flags
+
+    uada_flags.define_demo_flags()
+    flags.adopt_module_key_flags(uada_flags)  # --help lists them
+    app.run(main)
