@@ -19,7 +19,8 @@ Each command defines only the flags it takes:
 Experiment files (`experiments/*.flags`) are absl flagfiles: one `--name=value` per line, comments
 on their own lines (absl keeps the rest of a flag line as the value), and a first line
 `--flagfile=experiments/base.flags` that they override (paths are relative to the directory the
-command runs in: the repository root).
+command runs in: the repository root). `python -m uada.reproduce` reads them from any directory:
+`expand_flagfiles` resolves such lines against the folder holding `--experiments_dir` instead.
 """
 
 import dataclasses
@@ -434,3 +435,92 @@ def define_demo_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("seed", 0, "Seed of the domains' content.", flag_values=fv)
     flags.DEFINE_integer("height", 128, "Image height.", flag_values=fv)
     flags.DEFINE_integer("width", 256, "Image width.", flag_values=fv)
+
+
+def define_reproduce_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.reproduce`."""
+    from uada.analysis import tables  # here: `tables` parses training flags with this module
+
+    fv = flag_values
+    flags.DEFINE_enum(
+        "table", None, [str(t) for t in tables.TABLES], "The paper's table.", flag_values=fv
+    )
+    flags.mark_flag_as_required("table", flag_values=fv)
+    flags.DEFINE_boolean(
+        "demo", False, "Map the experiments to the demo domains and settings.", flag_values=fv
+    )
+    flags.DEFINE_boolean("dry_run", False, "Print what would run; run nothing.", flag_values=fv)
+    flags.DEFINE_string("workdir_root", "workdirs", "Folder of the runs' workdirs.", flag_values=fv)
+    flags.DEFINE_string(
+        "experiments_dir",
+        tables.EXPERIMENTS_DIR,
+        "Folder of the experiment files (<name>.flags, base.flags, demo.flags); relative "
+        "--flagfile= lines inside them are resolved against its parent folder.",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "experiments_dir",
+        os.path.isdir,
+        message="--experiments_dir must be an existing folder of experiment files, e.g. the "
+        "repository's experiments/.",
+        flag_values=fv,
+    )
+    flags.DEFINE_multi_string(
+        "set", [], "Training flag override for every run, name=value (repeatable).", flag_values=fv
+    )
+    flags.register_validator(
+        "set",
+        lambda value: all("=" in item and not item.startswith("-") for item in value),
+        message="--set must be name=value without dashes, e.g. --set=train_steps=1000.",
+        flag_values=fv,
+    )
+    flags.DEFINE_enum(
+        "convention", "official", list(tables.CONVENTIONS), "mIoU convention.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "output",
+        None,
+        "Markdown file; default WORKDIR_ROOT/[demo_tables/]table<N>.md.",
+        flag_values=fv,
+    )
+
+
+def expand_flagfiles(argv, root):
+    """`argv` with each `--flagfile=PATH` replaced by the flag lines of PATH, recursively.
+
+    What absl does with `--flagfile` (blank lines and `#` or `//` comment lines skipped, the other
+    lines stripped), except where a relative path is resolved: a `--flagfile=` argument of `argv`
+    against the current directory, a `--flagfile=` line inside a flagfile against `root` (for the
+    experiment files: the folder that holds `experiments/`), so the files can be read from any
+    directory without changing the process's directory.
+
+    Raises:
+        flags.CantOpenFlagFileError: a flagfile cannot be read, or includes itself; the message
+            names it.
+    """
+    return _expand(argv, root, stack=())
+
+
+def _expand(lines, root, *, stack, base=None):
+    expanded = []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith(("#", "//")):
+            continue
+        if not line.startswith(("--flagfile=", "-flagfile=")):
+            expanded.append(line)
+            continue
+        path = os.path.expanduser(line.split("=", 1)[1])
+        if base is not None and not os.path.isabs(path):
+            path = os.path.join(base, path)
+        if path in stack:
+            raise flags.CantOpenFlagFileError(f"Flagfile {path} includes itself: {stack}")
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as error:
+            raise flags.CantOpenFlagFileError(
+                f"Unable to open flagfile {path}: {error}. Received: {line}"
+            ) from error
+        expanded += _expand(text.splitlines(), root, stack=(*stack, path), base=root)
+    return expanded
