@@ -9,6 +9,7 @@ from conftest import EXPERIMENTS, parse_train_flags, run_command
 
 from uada import config as config_lib
 from uada import flags as uada_flags
+from uada.analysis import tables
 
 EXPERIMENT_FILES = sorted(EXPERIMENTS.glob("*.flags"))
 
@@ -28,6 +29,12 @@ def test_experiment_file_parses(path):
     header = "\n".join(line for line in lines if line.startswith("#"))
     if path.stem != "base":
         assert "python -m uada.train --flagfile=experiments/" in header
+        assert "# Expected result" in header
+    if tables.cells_of(path.stem):
+        # The paper's numbers live in TABLES only: the header names the table and row.
+        assert f"# Expected result: {tables.expected_result(path.stem)}." in lines
+        paper = {f"{cell.paper:.1f}" for *_, cell in tables.cells_of(path.stem)}
+        assert not [number for number in paper if number in header], path.stem
         # The body starts by including base.flags, directly or through the files it includes.
         chain = [path.stem]
         while chain[-1] != "base":

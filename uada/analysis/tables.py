@@ -195,6 +195,39 @@ TABLES = {
 }
 
 
+def cells_of(experiment):
+    """The cells with the paper's numbers that `experiment`'s run fills, in table order.
+
+    Returns:
+        `[(table number, row label, column, Cell), ...]`.
+    """
+    return [
+        (number, label, column, cell)
+        for number, spec in TABLES.items()
+        for label, cells in spec.rows
+        for column, cell in zip(spec.columns, cells, strict=True)
+        if cell is not None and cell.experiment == experiment and cell.paper is not None
+    ]
+
+
+def expected_result(experiment):
+    """The "Expected result" of `experiment`'s file header: where its paper numbers are.
+
+    `TABLES` is the one home of the paper's numbers; an experiment file's header names the table
+    and row (and the column where the row's cells are different runs) instead of repeating them.
+    """
+    places = []
+    for number, label, column, _ in cells_of(experiment):
+        row_cells = dict(TABLES[number].rows)[label]
+        same_run = all(cell is not None and cell.experiment == experiment for cell in row_cells)
+        place = f"Table {number}, row '{label}'" + ("" if same_run else f", column '{column}'")
+        if place not in places:
+            places.append(place)
+    if not places:
+        raise ValueError(f"No table cell is filled by experiment {experiment!r}.")
+    return f"the paper's {'; '.join(places)} (% mIoU: `TABLES` in uada/analysis/tables.py)"
+
+
 # ------------------------------------------------------------------------------------------------
 # Experiments -> configs and workdirs
 
