@@ -19,125 +19,138 @@ assert Config.from_json(config.to_json()) == config
 import dataclasses
 import json
 
-MODES = ("uada", "source_only", "multi_domain")
-NORMS = ("none", "batch", "instance", "split_batch", "dan")
-BACKBONES = ("resnet50", "resnet_tiny")
-OUTPUT_STRIDES = (8, 16, 32)
-RESOLUTIONS = ("384x768", "full")
-STRATEGIES = ("default", "mirrored", "multi_worker")  # uada.distribute.STRATEGIES
-PRECISIONS = ("none", "mixed_bfloat16", "mixed_float16")  # uada.precision.PRECISIONS
-# Real datasets and the built-in demo domains (`uada.data.demo`), by the name a flag takes.
-DATASETS = ("gta5", "cityscapes", "mapillary", "apolloscape", "demo_source", "demo_target",
-            "demo_unseen")  # fmt: skip
-# Datasets without a training split, usable only as unseen (test) domains.
-EVAL_ONLY_DATASETS = ("apolloscape", "demo_unseen")
+# The closed sets of names a field takes, each defined by the module that owns it.
+from uada.data.builders import CONFIG_NAMES as RESOLUTIONS  # evaluation reads that builder config
+from uada.data.domains import DATASETS, EVAL_ONLY_DATASETS
+from uada.layers import NORMALIZATIONS
+from uada.models import BACKBONES, MODES, OUTPUT_STRIDES
+from uada.runs.distribute import STRATEGIES
+from uada.runs.precision import PRECISIONS
+
+__all__ = [
+    "BACKBONES", "DATASETS", "EVAL_ONLY_DATASETS", "MODES", "NORMALIZATIONS", "OUTPUT_STRIDES",
+    "PRECISIONS", "RESOLUTIONS", "STRATEGIES", "Config",
+]  # fmt: skip
+
+
+def _field(default, help, **flag):
+    """A `Config` field with its description and its flag's options, in the field's metadata.
+
+    Args:
+        default: the field's default, also the flag's.
+        help: the field's one description, also the flag's help text.
+        **flag: the flag's options: `enum` (the closed set of names the field takes, defined by
+            the module that owns it), `lower_bound`, `upper_bound`.
+    """
+    return dataclasses.field(default=default, metadata={"help": help, **flag})
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything that defines a run. Field names equal the flag names of `uada.flags`.
 
-    Model:
-        mode: `"uada"` (adversarial adaptation), `"source_only"` (no target images, no D) or
-            `"multi_domain"` (target images reach the normalization only; no D, no confusion).
-        norm: normalization in R, one of `NORMS`.
-        backbone: `"resnet50"` (the paper) or `"resnet_tiny"` (demos and tests).
-        weights: `"imagenet"`, `"none"` (random initialization) or a path to Keras ResNet-50
-            weights.
-        output_stride: 8 (the paper), 16 or 32.
-        image_size: `(height, width)` of training and inference images.
-        lambda_conf: weight of the confusion loss.
+    Each field is described once, by its metadata (`_field`): its description (`help`), and for
+    a closed set of names (`enum`) or a bounded number (`lower_bound`, `upper_bound`) the values it
+    takes. `uada.flags.define_train_flags` makes one flag of each field from it, so
+    `python -m uada.train --helpfull` lists every field with its description, default and
+    values; `Config.help(name)` returns one field's description. The names a closed set holds
+    are documented by its owner: modes by `uada.models.UADAModel`, normalizations by
+    `uada.layers.get_normalization`, backbones by `uada.models.build_backbone`, datasets and the
+    `data_dir` / `manual_dir` layout by `uada.data.domains`, strategies by `uada.runs.distribute`,
+    precisions by `uada.runs.precision`.
 
-    Data:
-        source, target: training domains (names in `DATASETS`). The target is also evaluated in
-            source-only mode.
-        unseen: test-only domains.
-        data_dir: where TFDS stores prepared datasets and where the demo domains are generated;
-            empty for TFDS's default.
-        manual_dir: root of the downloaded datasets, one sub-folder per dataset named as in
-            `DATASETS` (`<manual_dir>/gta5`, `<manual_dir>/cityscapes`, ...); empty for TFDS's
-            default `<data_dir>/downloads/manual`.
-        batch_size: images per domain per step (2 source + 2 target in the paper).
-        augment: photometric augmentation of both domains.
-        shuffle_buffer: examples per domain in the shuffle buffer.
-        demo_train_images, demo_val_images: size of the generated demo domains (target train and
-            val; the source gets train + val frames, split 3:1 by the GTA5 builder).
-
-    Optimization (the paper's experimental setup; docs/FIDELITY.md, *Training*):
-        epochs: training length in epochs of the smallest training dataset, used when
-            `train_steps` is 0.
-        train_steps: total G steps; 0 for `epochs` epochs.
-        learning_rate, momentum: SGD of both D and G.
-        lr_decay_epochs, lr_decay_factor: the rate is multiplied by the factor after each epoch.
-        ramp_epochs: epochs of G steps before the confusion loss is switched on.
-        steps_per_epoch: G steps per epoch; 0 to compute it from the smallest training dataset.
-        gradient_clip: element-wise gradient bound: `"auto"` (the original's: 5 in `uada`, none
-            in `source_only` and `multi_domain`), `"none"`, or a positive number as text.
-
-    Speed and scale (`uada.distribute`, `uada.precision`; BENCHMARKS.md):
-        strategy: `"default"` (one device), `"mirrored"` (all local GPUs, else the local CPU
-            devices) or `"multi_worker"` (`MultiWorkerMirroredStrategy` from `TF_CONFIG`). Each
-            replica takes `batch_size` source + `batch_size` target images, source first; the
-            normalization statistics are synchronized over the replicas.
-        mixed_precision: `"none"`, `"mixed_bfloat16"` or `"mixed_float16"` (loss scaling of
-            both optimizers).
-        jit_compile: XLA-compile the training step.
-
-    Bookkeeping:
-        seed: seeds initialization, data order and augmentation.
-        deterministic: TensorFlow op determinism (exact reruns and resumption; slower).
-        checkpoint_every, keep_checkpoints: checkpoint period in G steps and how many to keep
-            (the latest ones; 0 keeps every checkpoint).
-        log_every: TensorBoard scalar period in G steps.
-        image_summary_every: period of TensorBoard prediction images; 0 for none.
-        eval_resolution: `"384x768"` (the model's input size, labels resized nearest; the paper)
-            or `"full"` (logits upsampled bilinearly to each label's size).
-        eval_batch_size: images per evaluation batch (at `"384x768"`).
-        eval_max_images: evaluate at most this many images per domain; 0 for all.
+    The fields come in five groups: the model; the data (`batch_size` images per domain per step:
+    2 source + 2 target in the paper; the demo source gets train + val frames, split 3:1 by the
+    GTA5 builder); the optimization (the paper's experimental setup; docs/FIDELITY.md,
+    *Training*); speed and scale (each replica takes `batch_size` source + `batch_size` target
+    images, source first, and the normalization statistics are synchronized over the replicas;
+    BENCHMARKS.md); and bookkeeping.
     """
 
-    mode: str = "uada"
-    norm: str = "dan"
-    backbone: str = "resnet50"
-    weights: str = "imagenet"
-    output_stride: int = 8
-    image_size: tuple = (384, 768)
-    lambda_conf: float = 0.01
+    # Model.
+    mode: str = _field("uada", "Training mode.", enum=MODES)
+    norm: str = _field("dan", "Normalization in R.", enum=NORMALIZATIONS)
+    backbone: str = _field("resnet50", "Backbone.", enum=BACKBONES)
+    weights: str = _field(
+        "imagenet", "Backbone weights: 'imagenet', 'none' or a path to Keras ResNet-50 weights."
+    )
+    output_stride: int = _field(8, "Output stride of the backbone.", enum=OUTPUT_STRIDES)
+    image_size: tuple[int, ...] = _field((384, 768), "Image height,width.")
+    lambda_conf: float = _field(0.01, "Weight of the confusion loss.", lower_bound=0)
 
-    source: str = "gta5"
-    target: str = "cityscapes"
-    unseen: tuple = ("mapillary", "apolloscape")
-    data_dir: str = ""
-    manual_dir: str = ""
-    batch_size: int = 2
-    augment: bool = True
-    shuffle_buffer: int = 256
-    demo_train_images: int = 200
-    demo_val_images: int = 100
+    # Data.
+    source: str = _field("gta5", "Labelled training domain.", enum=DATASETS)
+    target: str = _field("cityscapes", "Unlabelled training domain.", enum=DATASETS)
+    unseen: tuple[str, ...] = _field(
+        ("mapillary", "apolloscape"),
+        f"Comma-separated test-only domains, each one of {list(DATASETS)}.",
+    )
+    data_dir: str = _field("", "TFDS data directory (and home of the demo domains).")
+    manual_dir: str = _field(
+        "",
+        "Root of the downloaded datasets: one sub-folder per dataset (gta5/, cityscapes/, "
+        "mapillary/, apolloscape/).",
+    )
+    batch_size: int = _field(2, "Images per domain per step.", lower_bound=1)
+    augment: bool = _field(True, "Photometric augmentation.")
+    shuffle_buffer: int = _field(256, "Shuffle buffer per domain.", lower_bound=1)
+    demo_train_images: int = _field(200, "Demo: target training images.", lower_bound=1)
+    demo_val_images: int = _field(100, "Demo: validation images per domain.", lower_bound=1)
 
-    epochs: float = 17.0
-    train_steps: int = 0
-    learning_rate: float = 0.01
-    momentum: float = 0.9
-    lr_decay_epochs: tuple = (9.0, 16.0)
-    lr_decay_factor: float = 0.5
-    ramp_epochs: float = 1.0
-    steps_per_epoch: int = 0
-    gradient_clip: str = "auto"
+    # Optimization.
+    epochs: float = _field(17.0, "Training epochs, used when --train_steps=0.", lower_bound=0)
+    train_steps: int = _field(0, "Total G steps; 0 for --epochs epochs.", lower_bound=0)
+    learning_rate: float = _field(0.01, "SGD learning rate of D and G.", lower_bound=0)
+    momentum: float = _field(0.9, "SGD momentum.", lower_bound=0, upper_bound=1)
+    lr_decay_epochs: tuple[float, ...] = _field(
+        (9.0, 16.0), "Epochs after which the learning rate is multiplied by --lr_decay_factor."
+    )
+    lr_decay_factor: float = _field(0.5, "Learning-rate decay factor.", lower_bound=0)
+    ramp_epochs: float = _field(1.0, "Epochs before the confusion loss starts.", lower_bound=0)
+    steps_per_epoch: int = _field(
+        0, "G steps per epoch; 0 to derive it from the smallest training dataset.", lower_bound=0
+    )
+    gradient_clip: str = _field(
+        "auto",
+        "Element-wise gradient bound of both updates: 'auto' (the original's: 5 in uada, none "
+        "in source_only and multi_domain), 'none', or a positive number.",
+    )
 
-    strategy: str = "default"
-    mixed_precision: str = "none"
-    jit_compile: bool = False
+    # Speed and scale.
+    strategy: str = _field(
+        "default",
+        "tf.distribute strategy: one device, all local GPUs (mirrored), or TF_CONFIG's workers.",
+        enum=STRATEGIES,
+    )
+    mixed_precision: str = _field(
+        "none",
+        "Compute precision (variables stay float32; float16 uses loss scaling).",
+        enum=PRECISIONS,
+    )
+    jit_compile: bool = _field(False, "XLA-compile the training step.")
 
-    seed: int = 0
-    deterministic: bool = False
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    log_every: int = 100
-    image_summary_every: int = 1000
-    eval_resolution: str = "384x768"
-    eval_batch_size: int = 4
-    eval_max_images: int = 0
+    # Bookkeeping.
+    seed: int = _field(0, "Random seed.")
+    deterministic: bool = _field(False, "TensorFlow op determinism.")
+    checkpoint_every: int = _field(1000, "Checkpoint period in G steps.", lower_bound=1)
+    keep_checkpoints: int = _field(
+        3,
+        "Checkpoints kept (the latest ones); 0 keeps every checkpoint, e.g. to evaluate each one "
+        "with `python -m uada.evaluate --checkpoints=all`.",
+        lower_bound=0,
+    )
+    log_every: int = _field(100, "TensorBoard scalar period in G steps.", lower_bound=1)
+    image_summary_every: int = _field(
+        1000, "TensorBoard prediction-image period in G steps; 0 for none.", lower_bound=0
+    )
+    eval_resolution: str = _field(
+        "384x768",
+        "Evaluation resolution: '384x768' (the model's input size, labels resized nearest; the "
+        "paper) or 'full' (logits upsampled to each label's size).",
+        enum=RESOLUTIONS,
+    )
+    eval_batch_size: int = _field(4, "Evaluation batch size.", lower_bound=1)
+    eval_max_images: int = _field(0, "Images per evaluated domain; 0 for all.", lower_bound=0)
 
     def __post_init__(self):
         # Lists from flags or JSON become tuples, so configs compare and hash by value.
@@ -148,6 +161,11 @@ class Config:
     def domains(self):
         """The run's domains in evaluation order: source, target, unseen (without repeats)."""
         return tuple(dict.fromkeys((self.source, self.target, *self.unseen)))
+
+    @classmethod
+    def help(cls, name):
+        """The description of field `name` (its flag's help text)."""
+        return cls.__dataclass_fields__[name].metadata["help"]
 
     def replace(self, **changes):
         """Returns a copy with `changes` applied."""

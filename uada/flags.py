@@ -2,12 +2,16 @@
 
 Each command defines only the flags it takes:
 
-- `define_train_flags()`: `python -m uada.train` — one flag per `uada.config.Config` field (same
-  name, same default) plus `--workdir`; closed sets are enums, cross-flag rules are validators, so
-  a bad value or combination stops the command before anything runs, with a message naming the
-  flag(s) and echoing the value.
-- `define_evaluate_flags()`, `define_predict_flags()`, `define_export_flags()`: the other commands,
-  which read the run's config from its workdir.
+- `define_train_flags()`: `python -m uada.train` — one flag per `uada.config.Config` field,
+  generated from the field (`define_config_flag`: same name, default, description; the closed set
+  of names of its metadata's `enum`, defined by the module that owns it; its bounds), plus
+  `--workdir`; cross-flag rules are validators, so a bad value or combination stops the command
+  before anything runs, with a message naming the flag(s) and echoing the value.
+- `define_evaluate_flags()`, `define_predict_flags()`, `define_export_flags()`: the commands
+  that read the run's config from its workdir.
+- `define_retrieval_flags()`, `define_predict_grid_flags()`, `define_selection_flags()`,
+  `define_reproduce_flags()`: the analysis commands; `define_demo_flags()`:
+  `python -m uada.demo`.
 
 `train_config()` turns parsed training flags into the frozen `Config`. Library modules never read
 `FLAGS`; only the thin `main`s of the commands do, through this module.
@@ -15,25 +19,33 @@ Each command defines only the flags it takes:
 Experiment files (`experiments/*.flags`) are absl flagfiles: one `--name=value` per line, comments
 on their own lines (absl keeps the rest of a flag line as the value), and a first line
 `--flagfile=experiments/base.flags` that they override (paths are relative to the directory the
-command runs in: the repository root).
+command runs in: the repository root). `python -m uada.reproduce` reads them from any directory:
+`expand_flagfiles` resolves such lines against the folder holding `--experiments_dir` instead.
 """
 
+import dataclasses
 import os
+import typing
 
 from absl import flags
 
 from uada import config as config_lib
 from uada.analysis import selection
 from uada.models.adabn import ADAPT_STATISTICS
+from uada.runs import workdir as workdir_lib
 
-_DEFAULT = config_lib.Config()
+_CONFIG_FIELDS = {field.name: field for field in dataclasses.fields(config_lib.Config)}
+_FIELD_DEFAULT = object()  # `define_config_flag`: the field's own default
 _DEMO_DATASETS = tuple(name for name in config_lib.DATASETS if name.startswith("demo_"))
 
 
 def define_train_flags(flag_values=flags.FLAGS):
-    """Defines the training flags and their validators on `flag_values`."""
+    """Defines the training flags and their validators on `flag_values`.
+
+    One flag per `Config` field, generated from the field (`define_config_flag`), plus
+    `--workdir`; the cross-flag rules are validators.
+    """
     fv = flag_values
-    d = _DEFAULT
     flags.DEFINE_string(
         "workdir",
         None,
@@ -41,174 +53,45 @@ def define_train_flags(flag_values=flags.FLAGS):
         "--flagfile=.../<name>.flags.",
         flag_values=fv,
     )
-
-    # Model.
-    flags.DEFINE_enum("mode", d.mode, config_lib.MODES, "Training mode.", flag_values=fv)
-    flags.DEFINE_enum("norm", d.norm, config_lib.NORMS, "Normalization in R.", flag_values=fv)
-    flags.DEFINE_enum("backbone", d.backbone, config_lib.BACKBONES, "Backbone.", flag_values=fv)
-    flags.DEFINE_string(
-        "weights",
-        d.weights,
-        "Backbone weights: 'imagenet', 'none' or a path to Keras ResNet-50 weights.",
-        flag_values=fv,
-    )
-    flags.DEFINE_enum(
-        "output_stride",
-        str(d.output_stride),
-        [str(s) for s in config_lib.OUTPUT_STRIDES],
-        "Output stride of the backbone.",
-        flag_values=fv,
-    )
-    flags.DEFINE_list(
-        "image_size", [str(s) for s in d.image_size], "Image height,width.", flag_values=fv
-    )
-    flags.DEFINE_float(
-        "lambda_conf", d.lambda_conf, "Weight of the confusion loss.", lower_bound=0, flag_values=fv
-    )
-
-    # Data.
-    flags.DEFINE_enum(
-        "source", d.source, config_lib.DATASETS, "Labelled training domain.", flag_values=fv
-    )
-    flags.DEFINE_enum(
-        "target", d.target, config_lib.DATASETS, "Unlabelled training domain.", flag_values=fv
-    )
-    flags.DEFINE_list(
-        "unseen",
-        list(d.unseen),
-        f"Comma-separated test-only domains, each one of {list(config_lib.DATASETS)}.",
-        flag_values=fv,
-    )
-    flags.DEFINE_string(
-        "data_dir",
-        d.data_dir,
-        "TFDS data directory (and home of the demo domains).",
-        flag_values=fv,
-    )
-    flags.DEFINE_string(
-        "manual_dir",
-        d.manual_dir,
-        "Root of the downloaded datasets: one sub-folder per dataset (gta5/, cityscapes/, "
-        "mapillary/, apolloscape/).",
-        flag_values=fv,
-    )
-    flags.DEFINE_integer(
-        "batch_size", d.batch_size, "Images per domain per step.", lower_bound=1, flag_values=fv
-    )
-    flags.DEFINE_boolean("augment", d.augment, "Photometric augmentation.", flag_values=fv)
-    flags.DEFINE_integer(
-        "shuffle_buffer", d.shuffle_buffer, "Shuffle buffer per domain.", lower_bound=1,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "demo_train_images", d.demo_train_images, "Demo: target training images.", lower_bound=1,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "demo_val_images", d.demo_val_images, "Demo: validation images per domain.", lower_bound=1,
-        flag_values=fv,
-    )  # fmt: skip
-
-    # Optimization.
-    flags.DEFINE_float(
-        "epochs", d.epochs, "Training epochs, used when --train_steps=0.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "train_steps", d.train_steps, "Total G steps; 0 for --epochs epochs.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_float(
-        "learning_rate", d.learning_rate, "SGD learning rate of D and G.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_float(
-        "momentum", d.momentum, "SGD momentum.", lower_bound=0, upper_bound=1, flag_values=fv
-    )
-    flags.DEFINE_list(
-        "lr_decay_epochs",
-        [str(e) for e in d.lr_decay_epochs],
-        "Epochs after which the learning rate is multiplied by --lr_decay_factor.",
-        flag_values=fv,
-    )
-    flags.DEFINE_float(
-        "lr_decay_factor", d.lr_decay_factor, "Learning-rate decay factor.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_float(
-        "ramp_epochs", d.ramp_epochs, "Epochs before the confusion loss starts.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_string(
-        "gradient_clip", d.gradient_clip,
-        "Element-wise gradient bound of both updates: 'auto' (the original's: 5 in uada, none "
-        "in source_only and multi_domain), 'none', or a positive number.",
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "steps_per_epoch", d.steps_per_epoch,
-        "G steps per epoch; 0 to derive it from the smallest training dataset.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-
-    # Speed and scale.
-    flags.DEFINE_enum(
-        "strategy", d.strategy, config_lib.STRATEGIES,
-        "tf.distribute strategy: one device, all local GPUs (mirrored), or TF_CONFIG's workers.",
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_enum(
-        "mixed_precision", d.mixed_precision, config_lib.PRECISIONS,
-        "Compute precision (variables stay float32; float16 uses loss scaling).", flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_boolean(
-        "jit_compile", d.jit_compile, "XLA-compile the training step.", flag_values=fv
-    )
-
-    # Bookkeeping.
-    flags.DEFINE_integer("seed", d.seed, "Random seed.", flag_values=fv)
-    flags.DEFINE_boolean(
-        "deterministic", d.deterministic, "TensorFlow op determinism.", flag_values=fv
-    )
-    flags.DEFINE_integer(
-        "checkpoint_every", d.checkpoint_every, "Checkpoint period in G steps.", lower_bound=1,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "keep_checkpoints", d.keep_checkpoints,
-        "Checkpoints kept (the latest ones); 0 keeps every checkpoint, e.g. to evaluate each one "
-        "with `python -m uada.evaluate --checkpoints=all`.", lower_bound=0, flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "log_every", d.log_every, "TensorBoard scalar period in G steps.", lower_bound=1,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "image_summary_every", d.image_summary_every,
-        "TensorBoard prediction-image period in G steps; 0 for none.", lower_bound=0,
-        flag_values=fv,
-    )  # fmt: skip
-    _define_resolution("eval_resolution", d.eval_resolution, fv)
-    flags.DEFINE_integer(
-        "eval_batch_size", d.eval_batch_size, "Evaluation batch size.", lower_bound=1,
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer(
-        "eval_max_images", d.eval_max_images, "Images per evaluated domain; 0 for all.",
-        lower_bound=0, flag_values=fv,
-    )  # fmt: skip
+    for field in dataclasses.fields(config_lib.Config):
+        define_config_flag(field, flag_values=fv)
     _register_train_validators(fv)
 
 
-def _define_resolution(name, default, flag_values):
-    flags.DEFINE_enum(
-        name,
-        default,
-        config_lib.RESOLUTIONS,
-        "Evaluation resolution: '384x768' (the model's input size, labels resized nearest; the "
-        "paper) or 'full' (logits upsampled to each label's size).",
-        flag_values=flag_values,
-    )
+def define_config_flag(field, *, name=None, default=_FIELD_DEFAULT, flag_values=flags.FLAGS):
+    """Defines the flag of the `Config` field `field` from its type, default and metadata.
+
+    | field | flag |
+    |---|---|
+    | metadata `enum` | `DEFINE_enum` over the names (numbers as text, e.g. `--output_stride`) |
+    | `str`, `bool` | `DEFINE_string`, `DEFINE_boolean` |
+    | `int`, `float` | `DEFINE_integer`, `DEFINE_float` with the metadata's bounds |
+    | `tuple[...]` | `DEFINE_list` (comma-separated) |
+
+    Args:
+        field: a `dataclasses.Field` of `Config`.
+        name: the flag's name; default: the field's.
+        default: the flag's default; default: the field's.
+        flag_values: where to define it.
+    """
+    options = dict(field.metadata)
+    help_text = options.pop("help")
+    enum = options.pop("enum", None)
+    name = name or field.name
+    default = field.default if default is _FIELD_DEFAULT else default
+    kwargs = {"flag_values": flag_values}
+    if enum is not None:
+        text = None if default is None else str(default)
+        flags.DEFINE_enum(name, text, [str(v) for v in enum], help_text, **kwargs)
+    elif field.type is bool:
+        flags.DEFINE_boolean(name, default, help_text, **kwargs)
+    elif field.type is str:
+        flags.DEFINE_string(name, default, help_text, **kwargs)
+    elif field.type in (int, float):
+        define = flags.DEFINE_integer if field.type is int else flags.DEFINE_float
+        define(name, default, help_text, **options, **kwargs)
+    else:  # tuple[element type, ...]
+        flags.DEFINE_list(name, [str(v) for v in default], help_text, **kwargs)
 
 
 def _register_train_validators(fv):
@@ -320,14 +203,14 @@ def default_workdir(argv):
 
 def train_config(flag_values=flags.FLAGS):
     """Returns the frozen `Config` of parsed training flags (every `Config` field by name)."""
-    fv = flag_values
     values = {}
-    for name in config_lib.Config.__dataclass_fields__:
-        values[name] = fv[name].value
-    values["output_stride"] = int(values["output_stride"])
-    values["image_size"] = tuple(int(s) for s in values["image_size"])
-    values["unseen"] = tuple(values["unseen"])
-    values["lr_decay_epochs"] = tuple(float(e) for e in values["lr_decay_epochs"])
+    for field in dataclasses.fields(config_lib.Config):
+        value = flag_values[field.name].value
+        if typing.get_origin(field.type) is tuple:  # a list of text: tuple[element type, ...]
+            value = tuple(typing.get_args(field.type)[0](v) for v in value)
+        elif "enum" in field.metadata:  # names as text: back to the field's type
+            value = field.type(value)
+        values[field.name] = value
     return config_lib.Config(**values)
 
 
@@ -364,7 +247,8 @@ def define_evaluate_flags(flag_values=flags.FLAGS):
         message=f"--domains must be a comma-separated list of {list(config_lib.DATASETS)}.",
         flag_values=fv,
     )
-    _define_resolution("resolution", None, fv)
+    define_config_flag(_CONFIG_FIELDS["eval_resolution"], name="resolution", default=None,
+                       flag_values=fv)  # fmt: skip
     flags.DEFINE_integer(
         "max_images", None, "Images per domain; default: the run's --eval_max_images.",
         lower_bound=0, flag_values=fv,
@@ -449,3 +333,198 @@ def define_export_flags(flag_values=flags.FLAGS):
     _define_workdir(fv)
     flags.DEFINE_string("output", None, "Folder of the exported SavedModel.", flag_values=fv)
     flags.mark_flag_as_required("output", flag_values=fv)
+
+
+def define_retrieval_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.retrieval`."""
+    fv = flag_values
+    flags.DEFINE_list("workdirs", None, "Comma-separated run directories.", flag_values=fv)
+    flags.DEFINE_string("output", None, "Output folder.", flag_values=fv)
+    flags.mark_flags_as_required(["workdirs", "output"], flag_values=fv)
+    flags.DEFINE_list(
+        "names", None, "Legend names, one per workdir; default: the folder names.", flag_values=fv
+    )
+    flags.DEFINE_enum(
+        "domain_source", None, config_lib.DATASETS, "Source domain; default: each run's source.",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_enum(
+        "domain_target", None, config_lib.DATASETS, "Target domain; default: each run's target.",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer("num_vectors", 5000, "Vectors per domain.", lower_bound=2, flag_values=fv)
+    flags.DEFINE_integer(
+        "positions_per_image", 10, "Random positions per image.", lower_bound=1, flag_values=fv
+    )
+    flags.DEFINE_integer("seed", 0, "Seed of the position draw.", flag_values=fv)
+    flags.DEFINE_integer("max_k", 49, "Largest k.", lower_bound=1, flag_values=fv)
+    flags.register_validator(
+        "workdirs",
+        lambda value: (
+            value is None
+            or all(os.path.isfile(os.path.join(w, workdir_lib.CONFIG_FILE)) for w in value)
+        ),
+        message="--workdirs must name run directories (each with a config.json).",
+        flag_values=fv,
+    )
+
+
+def define_predict_grid_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.predict_grid`."""
+    fv = flag_values
+    flags.DEFINE_string("source_only_workdir", None, "The source-only run.", flag_values=fv)
+    flags.DEFINE_string("adapted_workdir", None, "The adapted (UADA) run.", flag_values=fv)
+    flags.DEFINE_enum(
+        "domain", None, config_lib.DATASETS, "Domain of the images (validation split).",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_list(
+        "indices", ["0", "1", "2"], "Positions of the images in the split.", flag_values=fv
+    )
+    flags.DEFINE_string("output", "grid.png", "Figure path (.png or .pdf).", flag_values=fv)
+    flags.DEFINE_list(
+        "names", ["source only", "adapted"], "Titles of the two prediction columns.",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.mark_flags_as_required(
+        ["source_only_workdir", "adapted_workdir", "domain"], flag_values=fv
+    )
+    for name in ("source_only_workdir", "adapted_workdir"):
+        flags.register_validator(
+            name,
+            lambda value: (
+                value is None or os.path.isfile(os.path.join(value, workdir_lib.CONFIG_FILE))
+            ),
+            message=f"--{name} must be a run directory (with a config.json).",
+            flag_values=fv,
+        )
+    flags.register_validator(
+        "indices",
+        lambda value: all(v.isdigit() for v in value) and len(value) > 0,
+        message="--indices must be non-negative integers, e.g. 0,1,2.",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "names",
+        lambda value: len(value) == 2,
+        message="--names must give two column titles, e.g. 'source only,UADA'.",
+        flag_values=fv,
+    )
+
+
+def define_selection_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.selection`."""
+    fv = flag_values
+    flags.DEFINE_list("workdirs", None, "Comma-separated run directories.", flag_values=fv)
+    flags.mark_flag_as_required("workdirs", flag_values=fv)
+    flags.DEFINE_list(
+        "names", None, "Row names, one per workdir; default: the folder names.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "curve", "eval_curve.csv",
+        "The curve file in each workdir, e.g. eval_curve_384x768_adabn.csv.", flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_string("output", None, "Also write the report to this file.", flag_values=fv)
+
+
+def define_demo_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.demo` (writes the demo domains)."""
+    fv = flag_values
+    flags.DEFINE_string("output", None, "Output folder.", flag_values=fv)
+    flags.mark_flag_as_required("output", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the domains' content.", flag_values=fv)
+    flags.DEFINE_integer("height", 128, "Image height.", flag_values=fv)
+    flags.DEFINE_integer("width", 256, "Image width.", flag_values=fv)
+
+
+def define_reproduce_flags(tables, flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.reproduce`.
+
+    Args:
+        tables: the `uada.analysis.tables` module, which owns the tables, the conventions and the
+            default experiments folder (passed in: it parses training flags with this module).
+        flag_values: the `FlagValues` to define them in.
+    """
+    fv = flag_values
+    flags.DEFINE_enum(
+        "table", None, [str(t) for t in tables.TABLES], "The paper's table.", flag_values=fv
+    )
+    flags.mark_flag_as_required("table", flag_values=fv)
+    flags.DEFINE_boolean(
+        "demo", False, "Map the experiments to the demo domains and settings.", flag_values=fv
+    )
+    flags.DEFINE_boolean("dry_run", False, "Print what would run; run nothing.", flag_values=fv)
+    flags.DEFINE_string("workdir_root", "workdirs", "Folder of the runs' workdirs.", flag_values=fv)
+    flags.DEFINE_string(
+        "experiments_dir",
+        tables.EXPERIMENTS_DIR,
+        "Folder of the experiment files (<name>.flags, base.flags, demo.flags); relative "
+        "--flagfile= lines inside them are resolved against its parent folder.",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "experiments_dir",
+        os.path.isdir,
+        message="--experiments_dir must be an existing folder of experiment files, e.g. the "
+        "repository's experiments/.",
+        flag_values=fv,
+    )
+    flags.DEFINE_multi_string(
+        "set", [], "Training flag override for every run, name=value (repeatable).", flag_values=fv
+    )
+    flags.register_validator(
+        "set",
+        lambda value: all("=" in item and not item.startswith("-") for item in value),
+        message="--set must be name=value without dashes, e.g. --set=train_steps=1000.",
+        flag_values=fv,
+    )
+    flags.DEFINE_enum(
+        "convention", "official", list(tables.CONVENTIONS), "mIoU convention.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "output",
+        None,
+        "Markdown file; default WORKDIR_ROOT/[demo_tables/]table<N>.md.",
+        flag_values=fv,
+    )
+
+
+def expand_flagfiles(argv, root):
+    """`argv` with each `--flagfile=PATH` replaced by the flag lines of PATH, recursively.
+
+    What absl does with `--flagfile` (blank lines and `#` or `//` comment lines skipped, the other
+    lines stripped), except where a relative path is resolved: a `--flagfile=` argument of `argv`
+    against the current directory, a `--flagfile=` line inside a flagfile against `root` (for the
+    experiment files: the folder that holds `experiments/`), so the files can be read from any
+    directory without changing the process's directory.
+
+    Raises:
+        flags.CantOpenFlagFileError: a flagfile cannot be read, or includes itself; the message
+            names it.
+    """
+    return _expand(argv, root, stack=())
+
+
+def _expand(lines, root, *, stack, base=None):
+    expanded = []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith(("#", "//")):
+            continue
+        if not line.startswith(("--flagfile=", "-flagfile=")):
+            expanded.append(line)
+            continue
+        path = os.path.expanduser(line.split("=", 1)[1])
+        if base is not None and not os.path.isabs(path):
+            path = os.path.join(base, path)
+        if path in stack:
+            raise flags.CantOpenFlagFileError(f"Flagfile {path} includes itself: {stack}")
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as error:
+            raise flags.CantOpenFlagFileError(
+                f"Unable to open flagfile {path}: {error}. Received: {line}"
+            ) from error
+        expanded += _expand(text.splitlines(), root, stack=(*stack, path), base=root)
+    return expanded

@@ -11,56 +11,10 @@ present. The format follows the extension of `--output` (`.png`, `.pdf`). The wo
 `uada.analysis.prediction_grid.predict_grid`'s.
 """
 
-import os
-
 from absl import app, flags
 
-from uada import config as config_lib
+from uada import flags as uada_flags
 from uada.analysis import prediction_grid
-from uada.runs import workdir as workdir_lib
-
-
-def define_flags(flag_values=flags.FLAGS):
-    """Defines the flags of `python -m uada.predict_grid`."""
-    fv = flag_values
-    flags.DEFINE_string("source_only_workdir", None, "The source-only run.", flag_values=fv)
-    flags.DEFINE_string("adapted_workdir", None, "The adapted (UADA) run.", flag_values=fv)
-    flags.DEFINE_enum(
-        "domain", None, config_lib.DATASETS, "Domain of the images (validation split).",
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_list(
-        "indices", ["0", "1", "2"], "Positions of the images in the split.", flag_values=fv
-    )
-    flags.DEFINE_string("output", "grid.png", "Figure path (.png or .pdf).", flag_values=fv)
-    flags.DEFINE_list(
-        "names", ["source only", "adapted"], "Titles of the two prediction columns.",
-        flag_values=fv,
-    )  # fmt: skip
-    flags.mark_flags_as_required(
-        ["source_only_workdir", "adapted_workdir", "domain"], flag_values=fv
-    )
-    for name in ("source_only_workdir", "adapted_workdir"):
-        flags.register_validator(
-            name,
-            lambda value: (
-                value is None or os.path.isfile(os.path.join(value, workdir_lib.CONFIG_FILE))
-            ),
-            message=f"--{name} must be a run directory (with a config.json).",
-            flag_values=fv,
-        )
-    flags.register_validator(
-        "indices",
-        lambda value: all(v.isdigit() for v in value) and len(value) > 0,
-        message="--indices must be non-negative integers, e.g. 0,1,2.",
-        flag_values=fv,
-    )
-    flags.register_validator(
-        "names",
-        lambda value: len(value) == 2,
-        message="--names must give two column titles, e.g. 'source only,UADA'.",
-        flag_values=fv,
-    )
 
 
 def main(argv):
@@ -79,5 +33,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
+    uada_flags.define_predict_grid_flags()
+    flags.adopt_module_key_flags(uada_flags)  # --help lists them
     app.run(main)

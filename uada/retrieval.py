@@ -17,48 +17,11 @@ Writes into `--output`:
   classifier's accuracy at the same positions, per semantic class of the position and overall.
 """
 
-import os
-
 import numpy as np
 from absl import app, flags
 
-from uada import config as config_lib
+from uada import flags as uada_flags
 from uada.analysis import retrieval as retrieval_lib
-from uada.runs import workdir as workdir_lib
-
-
-def define_flags(flag_values=flags.FLAGS):
-    """Defines the flags of `python -m uada.retrieval`."""
-    fv = flag_values
-    flags.DEFINE_list("workdirs", None, "Comma-separated run directories.", flag_values=fv)
-    flags.DEFINE_string("output", None, "Output folder.", flag_values=fv)
-    flags.mark_flags_as_required(["workdirs", "output"], flag_values=fv)
-    flags.DEFINE_list(
-        "names", None, "Legend names, one per workdir; default: the folder names.", flag_values=fv
-    )
-    flags.DEFINE_enum(
-        "domain_source", None, config_lib.DATASETS, "Source domain; default: each run's source.",
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_enum(
-        "domain_target", None, config_lib.DATASETS, "Target domain; default: each run's target.",
-        flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_integer("num_vectors", 5000, "Vectors per domain.", lower_bound=2, flag_values=fv)
-    flags.DEFINE_integer(
-        "positions_per_image", 10, "Random positions per image.", lower_bound=1, flag_values=fv
-    )
-    flags.DEFINE_integer("seed", 0, "Seed of the position draw.", flag_values=fv)
-    flags.DEFINE_integer("max_k", 49, "Largest k.", lower_bound=1, flag_values=fv)
-    flags.register_validator(
-        "workdirs",
-        lambda value: (
-            value is None
-            or all(os.path.isfile(os.path.join(w, workdir_lib.CONFIG_FILE)) for w in value)
-        ),
-        message="--workdirs must name run directories (each with a config.json).",
-        flag_values=fv,
-    )
 
 
 def main(argv):
@@ -91,5 +54,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
+    uada_flags.define_retrieval_flags()
+    flags.adopt_module_key_flags(uada_flags)  # --help lists them
     app.run(main)

@@ -14,22 +14,8 @@ here only to *measure* the signals, never to select.
 
 from absl import app, flags
 
+from uada import flags as uada_flags
 from uada.analysis import selection
-
-
-def define_flags(flag_values=flags.FLAGS):
-    """Defines the flags of `python -m uada.selection`."""
-    fv = flag_values
-    flags.DEFINE_list("workdirs", None, "Comma-separated run directories.", flag_values=fv)
-    flags.mark_flag_as_required("workdirs", flag_values=fv)
-    flags.DEFINE_list(
-        "names", None, "Row names, one per workdir; default: the folder names.", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "curve", "eval_curve.csv",
-        "The curve file in each workdir, e.g. eval_curve_384x768_adabn.csv.", flag_values=fv,
-    )  # fmt: skip
-    flags.DEFINE_string("output", None, "Also write the report to this file.", flag_values=fv)
 
 
 def main(argv):
@@ -53,5 +39,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
+    uada_flags.define_selection_flags()
+    flags.adopt_module_key_flags(uada_flags)  # --help lists them
     app.run(main)

@@ -2,16 +2,16 @@
 
 import csv
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
 from absl import flags
-from conftest import run_command
+from conftest import EXPERIMENTS, REPO, run_command
 from PIL import Image
 
-from uada import reproduce
-from uada.analysis import prediction_grid, retrieval
+from uada.analysis import prediction_grid, retrieval, tables
 
 # ------------------------------------------------------------------------------------------------
 # uada.retrieval
@@ -89,7 +89,7 @@ def test_validation_images_are_the_splits_images(smoke_run):
 
 
 # ------------------------------------------------------------------------------------------------
-# uada.reproduce
+# uada.reproduce (uada.analysis.tables)
 
 
 def _fake_results(**miou):
@@ -99,25 +99,25 @@ def _fake_results(**miou):
 
 
 def test_render_places_paper_and_measured_numbers():
-    config = reproduce.parse_config(reproduce.experiment_argv("gta2cs"))
+    config = tables.parse_config(tables.experiment_argv("gta2cs"))
     measured = {
         "gta2cs": (
             config,
             _fake_results(gta5=0.6, cityscapes=0.35, mapillary=0.4, apolloscape=0.25),
         )
     }
-    text = reproduce.render(4, measured)
+    text = tables.render(4, measured)
     lines = text.splitlines()
     assert "| training | GTA5 paper | GTA5 measured | Cityscapes paper |" in lines[2]
     assert "| UADA | 62.7 | 60.0 | 38.2 | 35.0 | 38.5 | 40.0 | 27.4 | 25.0 |" in lines
     assert "| source only | 62.2 | - | 34.8 | - | 37.1 | - | 25.3 | - |" in lines
-    assert "| UADA | 62.7 | 30.0 |" in reproduce.render(4, measured, convention="original")
+    assert "| UADA | 62.7 | 30.0 |" in tables.render(4, measured, convention="original")
     with pytest.raises(ValueError, match="convention='bad'"):
-        reproduce.render(4, measured, convention="bad")
+        tables.render(4, measured, convention="bad")
 
 
 def test_plan_shares_runs_and_maps_demo_experiments():
-    runs = reproduce.plan(2, demo=True, workdir_root="w", overrides=("train_steps=10",))
+    runs = tables.plan(2, demo=True, workdir_root="w", overrides=("train_steps=10",))
     assert len(runs) == 10 and len(set(map(id, runs.values()))) == 10
     run = runs["table2_split_batch_uada"]
     assert (run.config.source, run.config.target, run.config.unseen) == (
@@ -129,18 +129,18 @@ def test_plan_shares_runs_and_maps_demo_experiments():
         and run.workdirs[0] == "w/demo_tables/uada_split_batch_lambda0.01"
     )
     # Table 3 without --demo: lambda 1e-2 is the run of Table 4 and Table 2 as well.
-    runs = reproduce.plan(3, workdir_root="w")
+    runs = tables.plan(3, workdir_root="w")
     shared = runs["table3_gta5_cityscapes_lambda_1e-2"]
     assert {"w/gta2cs", "w/table2_dan_uada"} <= set(shared.workdirs)
     assert runs["table3_cityscapes_mapillary_lambda_1e-3"].config.lambda_conf == 0.001
     # --demo has no Cityscapes -> Mapillary column (Table 3) and no Table 6.
-    assert not any("mapillary" in name for name in reproduce.plan(3, demo=True))
+    assert not any("mapillary" in name for name in tables.plan(3, demo=True))
     with pytest.raises(ValueError, match="Table 6 .* has no demo analogue"):
-        reproduce.plan(6, demo=True)
+        tables.plan(6, demo=True)
     with pytest.raises(ValueError, match="table=5"):
-        reproduce.plan(5)
+        tables.plan(5)
     with pytest.raises(flags.IllegalFlagValueError, match="train_steps=-1"):
-        reproduce.plan(1, overrides=("train_steps=-1",))
+        tables.plan(1, overrides=("train_steps=-1",))
 
 
 def test_dry_run_command():
@@ -154,9 +154,26 @@ def test_dry_run_command():
     assert bad.returncode != 0 and "no demo analogue" in bad.stderr
 
 
+def test_dry_run_from_another_directory_reads_experiments_dir(tmp_path):
+    # As from an installed package: the experiment files by an explicit path, the process's
+    # directory unchanged (the workdirs are relative to it).
+    result = run_command("uada.reproduce", "--table=4", "--dry_run", "--workdir_root=w",
+                         f"--experiments_dir={EXPERIMENTS}", cwd=tmp_path,
+                         env={"PYTHONPATH": str(REPO)})  # fmt: skip
+    assert f"python -m uada.train --flagfile={EXPERIMENTS}/gta2cs.flags --workdir=w/gta2cs" in (
+        result.stdout
+    )
+    missing = run_command("uada.reproduce", "--table=4", "--dry_run", cwd=tmp_path,
+                          env={"PYTHONPATH": str(REPO)}, check=False)  # fmt: skip
+    assert missing.returncode != 0 and "--experiments_dir" in missing.stderr
+    cwd = os.getcwd()
+    runs = tables.plan(4, workdir_root="w", experiments_dir=str(EXPERIMENTS))
+    assert os.getcwd() == cwd and runs["gta2cs"].config.lambda_conf == 0.01
+
+
 def _smoke_overrides(config):
     """`--set` items that turn the demo settings into the smoke run's."""
-    demo = reproduce.parse_config(reproduce.experiment_argv("gta2cs", demo=True))
+    demo = tables.parse_config(tables.experiment_argv("gta2cs", demo=True))
     items = []
     for name, value in config.to_dict().items():
         if value != demo.to_dict()[name]:
@@ -171,10 +188,10 @@ def test_reproduce_reuses_a_finished_run_and_trains_the_rest(smoke_run, tmp_path
     root = tmp_path / "workdirs"
     # The smoke run is Table 4's UADA row on the demo (with the smoke settings): reused as is.
     shutil.copytree(smoke_run.workdir, root / "demo_tables" / "uada_dan_lambda0.01")
-    plan = reproduce.describe(reproduce.plan(4, demo=True, workdir_root=str(root),
+    plan = tables.describe(tables.plan(4, demo=True, workdir_root=str(root),
                                              overrides=overrides))  # fmt: skip
     assert plan[0].startswith("train ") and plan[1].startswith("reuse ")
-    text = reproduce.reproduce(4, demo=True, workdir_root=str(root), overrides=overrides)
+    text = tables.reproduce(4, demo=True, workdir_root=str(root), overrides=overrides)
     uada_row = [line for line in text.splitlines() if line.startswith("| UADA |")][0]
     expected = 100 * smoke_run.results["demo_target"]["miou"]
     assert f"| 38.2 | {expected:.1f} |" in uada_row
@@ -182,21 +199,21 @@ def test_reproduce_reuses_a_finished_run_and_trains_the_rest(smoke_run, tmp_path
     # The source-only run was trained and is now reused.
     assert (root / "demo_tables" / "source_only_dan" / "eval_384x768.json").is_file()
     assert (root / "demo_tables" / "table4.md").read_text().startswith(text)
-    plan = reproduce.describe(reproduce.plan(4, demo=True, workdir_root=str(root),
+    plan = tables.describe(tables.plan(4, demo=True, workdir_root=str(root),
                                              overrides=overrides))  # fmt: skip
     assert all(line.startswith("reuse ") for line in plan)
 
 
 def test_table2_has_an_adabn_row_from_the_source_only_dan_run():
-    runs = reproduce.plan(2, demo=True, workdir_root="w")
+    runs = tables.plan(2, demo=True, workdir_root="w")
     assert runs["table2_dan_source_only"].adabn and not runs["table2_dan_uada"].adabn
-    assert "--adapt_statistics=target" in "\n".join(reproduce.describe(runs))
+    assert "--adapt_statistics=target" in "\n".join(tables.describe(runs))
     config = runs["table2_dan_source_only"].config
     measured = {
         "table2_dan_source_only": (config, _fake_results(demo_target=0.30)),
         "table2_dan_source_only+adabn": (config, _fake_results(demo_target=0.33)),
     }
-    lines = reproduce.render(2, measured, demo=True).splitlines()
+    lines = tables.render(2, measured, demo=True).splitlines()
     assert "| DAN | 34.8 | 30.0 | 38.2 | - |" in lines
     assert "| DAN + AdaBN (target statistics) | - | 33.0 | - | - |" in lines
 
@@ -204,8 +221,8 @@ def test_table2_has_an_adabn_row_from_the_source_only_dan_run():
 def test_run_all_adds_the_adabn_evaluation_of_a_finished_run(smoke_run, tmp_path):
     workdir = str(tmp_path / "run")
     shutil.copytree(smoke_run.workdir, workdir)
-    run = reproduce.Run(smoke_run.config, [], [workdir], ["smoke"], adabn=True)
-    measured = reproduce.run_all({"smoke": run})
+    run = tables.Run(smoke_run.config, [], [workdir], ["smoke"], adabn=True)
+    measured = tables.run_all({"smoke": run})
     config, adapted = measured["smoke+adabn"]
     assert measured["smoke"][1] == smoke_run.results  # the final evaluation, reused
     assert list(adapted) == ["demo_target"] and adapted["demo_target"]["statistics"] == "train"

@@ -10,7 +10,7 @@ import types
 import pytest
 import tensorflow as tf
 
-from uada import reproduce
+from uada.analysis import tables
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
@@ -18,15 +18,20 @@ PAUSE_IN_SAVE = pathlib.Path(__file__).with_name("pause_in_save.py")
 
 
 def parse_train_flags(*argv):
-    """Parses training flags exactly as `python -m uada.train` does; returns the `Config`."""
-    return reproduce.parse_config(argv)
+    """Parses training flags exactly as `python -m uada.train` does; returns the `Config`.
+
+    `--flagfile=experiments/...` is the repository's, whatever the current directory.
+    """
+    argv = [a.replace("--flagfile=experiments/", f"--flagfile={EXPERIMENTS}/") for a in argv]
+    return tables.parse_config(argv, experiments_dir=EXPERIMENTS)
 
 
-def run_command(module, *argv, env=None, check=True, timeout=300):
-    """Runs `python -m <module> argv...` from the repository root; returns the CompletedProcess."""
+def run_command(module, *argv, env=None, check=True, timeout=300, cwd=REPO):
+    """Runs `python -m <module> argv...` from `cwd` (default: the repository root); returns the
+    CompletedProcess."""
     result = subprocess.run(
         [sys.executable, "-m", module, *argv],
-        cwd=REPO,
+        cwd=cwd,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
         capture_output=True,
         text=True,

@@ -9,6 +9,7 @@ from conftest import EXPERIMENTS, parse_train_flags, run_command
 
 from uada import config as config_lib
 from uada import flags as uada_flags
+from uada.analysis import tables
 
 EXPERIMENT_FILES = sorted(EXPERIMENTS.glob("*.flags"))
 
@@ -28,6 +29,12 @@ def test_experiment_file_parses(path):
     header = "\n".join(line for line in lines if line.startswith("#"))
     if path.stem != "base":
         assert "python -m uada.train --flagfile=experiments/" in header
+        assert "# Expected result" in header
+    if tables.cells_of(path.stem):
+        # The paper's numbers live in TABLES only: the header names the table and row.
+        assert f"# Expected result: {tables.expected_result(path.stem)}." in lines
+        paper = {f"{cell.paper:.1f}" for *_, cell in tables.cells_of(path.stem)}
+        assert not [number for number in paper if number in header], path.stem
         # The body starts by including base.flags, directly or through the files it includes.
         chain = [path.stem]
         while chain[-1] != "base":
@@ -99,3 +106,28 @@ def test_commands_exit_nonzero_naming_the_flag_or_file(tmp_path):
     result = run_command("uada.predict", f"--workdir={tmp_path / 'run'}",
                          f"--input={tmp_path / 'none.png'}", "--output=o", check=False)  # fmt: skip
     assert result.returncode != 0 and "--input" in result.stderr
+
+
+def test_flags_are_generated_from_the_config_fields():
+    from uada import layers, models
+    from uada.data import domains
+    from uada.runs import distribute, precision
+
+    flag_values = flags.FlagValues()
+    uada_flags.define_train_flags(flag_values)
+    for field in dataclasses.fields(config_lib.Config):
+        flag = flag_values[field.name]
+        assert flag.help.endswith(config_lib.Config.help(field.name))  # after any "<a|b>: "
+    assert uada_flags.train_config(flag_values) == config_lib.Config()  # the fields' defaults
+    # Each closed set is its owner's, in the owner's order.
+    for name, owner in [
+        ("mode", models.MODES),
+        ("norm", layers.NORMALIZATIONS),
+        ("backbone", models.BACKBONES),
+        ("output_stride", models.OUTPUT_STRIDES),
+        ("strategy", distribute.STRATEGIES),
+        ("mixed_precision", precision.PRECISIONS),
+        ("source", domains.DATASETS),
+        ("target", domains.DATASETS),
+    ]:
+        assert flag_values[name].parser.enum_values == [str(v) for v in owner], name

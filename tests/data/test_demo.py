@@ -1,6 +1,10 @@
 """Tests of the procedural demo domains."""
 
 import hashlib
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -126,7 +130,13 @@ def test_bad_arguments_raise_naming_them(tmp_path):
         demo.draw_example("source", 0, 0, image_size=(8, 8))
 
 
-def test_command_line(tmp_path, capsys):
-    demo.main([f"--output={tmp_path}", "--seed=1", "--height=32", "--width=64"])
-    assert "source" in capsys.readouterr().out
+def test_command_line(tmp_path):
+    # `python -m uada.demo`, its flags defined in uada.flags (absl).
+    result = subprocess.run(
+        [sys.executable, "-m", "uada.demo", f"--output={tmp_path}", "--seed=1",
+         "--height=32", "--width=64"],
+        cwd=pathlib.Path(__file__).resolve().parents[2], capture_output=True, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300, check=True,
+    )  # fmt: skip
+    assert f"source: {tmp_path / 'source'}" in result.stdout.splitlines()
     assert len(list((tmp_path / "source" / "images").iterdir())) == 300

@@ -54,10 +54,9 @@ from uada.data import demo
 demo.generate("demo_data", seed=0)
 ```
 
-or from a shell: `python -m uada.data.demo --output=demo_data --seed=0`.
+or from a shell: `python -m uada.demo --output=demo_data --seed=0`.
 """
 
-import argparse
 import pathlib
 
 import numpy as np
@@ -652,20 +651,3 @@ def generate(
                 )
         index = 0
     return {domain: root / domain for domain in DOMAINS}
-
-
-def main(argv=None):
-    """Command line: `python -m uada.data.demo --output=DIR [--seed=0 --height=128 --width=256]`."""
-    parser = argparse.ArgumentParser(description="Write the uada demo domains.")
-    parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--height", type=int, default=128)
-    parser.add_argument("--width", type=int, default=256)
-    args = parser.parse_args(argv)
-    paths = generate(args.output, seed=args.seed, image_size=(args.height, args.width))
-    for domain, path in paths.items():
-        print(f"{domain}: {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,7 @@
 """The domains of a run: which prepared dataset, split and resolution each domain name reads.
 
-A domain name (`Config.source`, `.target`, `.unseen`) is one of `uada.config.DATASETS`:
+A domain name (`Config.source`, `.target`, `.unseen`) is one of `DATASETS` (this table's names;
+`EVAL_ONLY_DATASETS` are those without a training split):
 
 | name | builder | train split | eval split | read from |
 |---|---|---|---|---|
@@ -40,6 +41,10 @@ _DOMAINS = {
     "demo_target": ("cityscapes", "target", True),
     "demo_unseen": ("cityscapes", "unseen", False),
 }
+# The names a domain flag takes (`--source`, `--target`, `--unseen`, `--domains`, ...).
+DATASETS = tuple(_DOMAINS)
+# Datasets without a training split, usable only as unseen (test) domains.
+EVAL_ONLY_DATASETS = tuple(name for name, (_, _, has_train) in _DOMAINS.items() if not has_train)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,8 @@ from uada.models.heads import (
     build_segmentation_head,
 )
 
-MODES = ("source_only", "multi_domain", "uada")
+# The training modes; this order is the `--mode` flag's (`uada.config`).
+MODES = ("uada", "source_only", "multi_domain")
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -1,0 +1,529 @@
+"""The paper's tables: their cells and numbers, the runs that fill them, and their rendering.
+
+`python -m uada.reproduce` (its docstring says what it does) is the command; this module is its
+library. Each table (`TABLES`) lists its cells: the experiment file
+(`<experiments_dir>/<name>.flags`) whose run fills the cell, the domain the cell is tested on, and
+the paper's number. `TABLES` is the one home of the paper's numbers: each experiment file's header
+names its table and row here instead of repeating them. `plan` turns a table into its distinct
+runs, `describe` says what would run, `run_all` trains or reuses them and `render` prints the table
+with the paper's and the measured numbers side by side.
+
+Experiment files are read from an explicit folder (`experiments_dir`, default `./experiments`), so
+this works from an installed package and never changes the process's directory: a relative
+`--flagfile=experiments/base.flags` line inside an experiment file is resolved against the folder
+that holds `experiments_dir` (`uada.flags.expand_flagfiles`), where absl would resolve it against
+the current directory.
+"""
+
+import dataclasses
+import os
+
+import keras
+from absl import flags, logging
+
+from uada import flags as uada_flags
+from uada.runs import evaluation, trainer
+from uada.runs import workdir as workdir_lib
+
+EXPERIMENTS_DIR = "experiments"  # the default of `--experiments_dir`
+DEMO_EXPERIMENT = "demo"  # `--demo` maps each experiment onto experiments/demo.flags
+# Beside, not inside, the quick start's workdir `workdirs/demo`.
+DEMO_DIR = "demo_tables"
+CONVENTIONS = {"official": "miou", "original": "miou_19"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One number of a table: the experiment whose run fills it, tested on `role`.
+
+    `role` is `"source"`, `"target"` or `"unseen:<i>"` (the run's i-th unseen domain); `paper` is
+    the paper's % mIoU, or None where the paper has no number. `statistics` is the
+    `--adapt_statistics` of the cell's evaluation: `"none"` (the run's final evaluation) or
+    `"target"` (AdaBN, `uada.models.adabn`: each domain with its own images' statistics).
+    """
+
+    experiment: str | None
+    role: str
+    paper: float | None
+    statistics: str = "none"
+
+    @property
+    def key(self):
+        """The cell's entry in `run_all`'s results: the experiment, `+adabn` with AdaBN."""
+        return self.experiment if self.statistics == "none" else f"{self.experiment}+adabn"
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A table of the paper: its rows of cells, in the paper's layout and numbering."""
+
+    number: int
+    title: str
+    row_header: str
+    columns: tuple
+    rows: tuple  # ((row label, (Cell or None per column)), ...)
+    demo: bool = True  # whether `--demo` can reproduce it
+
+
+def _same_run(experiment, roles, papers):
+    return tuple(Cell(experiment, role, paper) for role, paper in zip(roles, papers, strict=True))
+
+
+TABLES = {
+    1: Table(
+        1,
+        "Table 1: target images in the batch without adaptation (GTA5 source, % mIoU)",
+        "normalization (batch)",
+        ("GTA5", "Cityscapes"),
+        (
+            ("BN (G,G)", _same_run("table1_bn_source_only", ("source", "target"), (62.1, 34.8))),
+            (
+                "BN (G,G,C,C)",
+                _same_run("table1_bn_multi_domain", ("source", "target"), (61.2, 22.1)),
+            ),
+            (
+                "DAN (G,G,C,C)",
+                _same_run("table1_dan_multi_domain", ("source", "target"), (61.9, 35.0)),
+            ),
+        ),
+    ),
+    2: Table(
+        2,
+        "Table 2: normalization layers, GTA5 -> Cityscapes, tested on Cityscapes (% mIoU)",
+        "normalization",
+        ("source only", "UADA"),
+        tuple(
+            (
+                label,
+                (
+                    Cell(f"table2_{norm}_source_only", "target", before),
+                    Cell(f"table2_{norm}_uada", "target", after),
+                ),
+            )
+            for label, norm, before, after in (
+                ("none", "none", 26.5, 28.4),
+                ("batch", "batch", 34.8, 29.6),
+                ("instance", "instance", 30.3, 31.4),
+                ("split batch", "split_batch", 34.8, 35.4),
+                ("DAN", "dan", 34.8, 38.2),
+            )
+        )
+        # Not in the paper: the source-only DAN model tested with the target's own statistics
+        # (AdaBN, Li et al. 2016), the classic alternative to DAN's source statistics.
+        + (
+            (
+                "DAN + AdaBN (target statistics)",
+                (Cell("table2_dan_source_only", "target", None, statistics="target"), None),
+            ),
+        ),
+    ),
+    3: Table(
+        3,
+        "Table 3: weight lambda of the confusion loss, UADA with DAN, tested on the target "
+        "(% mIoU)",
+        "lambda",
+        ("GTA5 -> Cityscapes", "Cityscapes -> Mapillary"),
+        tuple(
+            (
+                label,
+                (
+                    Cell(f"table3_gta5_cityscapes_lambda_{label}", "target", gta)
+                    if gta is not None
+                    else None,
+                    Cell(f"table3_cityscapes_mapillary_lambda_{label}", "target", cs)
+                    if cs is not None
+                    else None,
+                ),
+            )
+            for label, gta, cs in (
+                ("1e-5", None, 42.6),
+                ("1e-4", 33.6, 43.0),
+                ("1e-3", 34.6, 45.0),
+                ("1e-2", 38.2, 37.6),
+                ("1e-1", 34.6, None),
+            )
+        ),
+    ),
+    4: Table(
+        4,
+        "Table 4: GTA5 -> Cityscapes with DAN, tested on every domain (% mIoU)",
+        "training",
+        ("GTA5", "Cityscapes", "Mapillary", "ApolloScape"),
+        (
+            (
+                "source only",
+                _same_run(
+                    "gta2cs_source_only",
+                    ("source", "target", "unseen:0", "unseen:1"),
+                    (62.2, 34.8, 37.1, 25.3),
+                ),
+            ),
+            (
+                "UADA",
+                _same_run(
+                    "gta2cs",
+                    ("source", "target", "unseen:0", "unseen:1"),
+                    (62.7, 38.2, 38.5, 27.4),
+                ),
+            ),
+        ),
+    ),
+    6: Table(
+        6,
+        "Table 6: Cityscapes -> Mapillary with DAN, tested on every domain (% mIoU)",
+        "training",
+        ("Cityscapes", "Mapillary", "ApolloScape"),
+        (
+            (
+                "source only",
+                _same_run(
+                    "cs2mapillary_source_only",
+                    ("source", "target", "unseen:0"),
+                    (63.6, 43.2, 25.8),
+                ),
+            ),
+            (
+                "UADA",
+                _same_run(
+                    "cs2mapillary",
+                    ("source", "target", "unseen:0"),
+                    (64.0, 45.0, 27.1),
+                ),
+            ),
+        ),
+        demo=False,
+    ),
+}
+
+
+def cells_of(experiment):
+    """The cells with the paper's numbers that `experiment`'s run fills, in table order.
+
+    Returns:
+        `[(table number, row label, column, Cell), ...]`.
+    """
+    return [
+        (number, label, column, cell)
+        for number, spec in TABLES.items()
+        for label, cells in spec.rows
+        for column, cell in zip(spec.columns, cells, strict=True)
+        if cell is not None and cell.experiment == experiment and cell.paper is not None
+    ]
+
+
+def expected_result(experiment):
+    """The "Expected result" of `experiment`'s file header: where its paper numbers are.
+
+    `TABLES` is the one home of the paper's numbers; an experiment file's header names the table
+    and row (and the column where the row's cells are different runs) instead of repeating them.
+    """
+    places = []
+    for number, label, column, _ in cells_of(experiment):
+        row_cells = dict(TABLES[number].rows)[label]
+        same_run = all(cell is not None and cell.experiment == experiment for cell in row_cells)
+        place = f"Table {number}, row '{label}'" + ("" if same_run else f", column '{column}'")
+        if place not in places:
+            places.append(place)
+    if not places:
+        raise ValueError(f"No table cell is filled by experiment {experiment!r}.")
+    return f"the paper's {'; '.join(places)} (% mIoU: `TABLES` in uada/analysis/tables.py)"
+
+
+# ------------------------------------------------------------------------------------------------
+# Experiments -> configs and workdirs
+
+
+def parse_config(argv, *, experiments_dir=EXPERIMENTS_DIR):
+    """The `Config` of training flags `argv` (parsed and validated as `python -m uada.train`).
+
+    Args:
+        argv: training flags; a `--flagfile=PATH` is read from PATH (relative to the current
+            directory), and relative `--flagfile=` lines inside flagfiles are resolved against the
+            folder holding `experiments_dir` (see the module docstring).
+        experiments_dir: the folder of the experiment files.
+
+    Raises:
+        flags.Error: a flag is unknown or has an invalid value (the message names it), or a
+            flagfile cannot be read.
+    """
+    root = os.path.dirname(os.path.abspath(experiments_dir))
+    flag_values = flags.FlagValues()
+    uada_flags.define_train_flags(flag_values)
+    # absl's errors name the flag and echo the value.
+    flag_values(["uada.train", *uada_flags.expand_flagfiles(argv, root)])
+    return uada_flags.train_config(flag_values)
+
+
+def experiment_argv(experiment, *, demo=False, overrides=(), experiments_dir=EXPERIMENTS_DIR):
+    """The training flags of `experiment` (a name in `experiments_dir`), or of its demo analogue.
+
+    Args:
+        experiment: an experiment file's name without `.flags`.
+        demo: map it to `demo.flags` with the experiment's mode, norm and lambda.
+        overrides: extra `name=value` training flags.
+        experiments_dir: the folder of the experiment files.
+    """
+    path = os.path.join(experiments_dir, f"{experiment}.flags")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Experiment file {path} not found (see --experiments_dir). Received: {experiment!r}"
+        )
+    argv = [f"--flagfile={path}"]
+    if demo:
+        config = parse_config(argv, experiments_dir=experiments_dir)
+        argv = [
+            f"--flagfile={os.path.join(experiments_dir, DEMO_EXPERIMENT + '.flags')}",
+            f"--mode={config.mode}",
+            f"--norm={config.norm}",
+            f"--lambda_conf={config.lambda_conf:g}",
+        ]
+    return argv + [f"--{item}" for item in overrides]
+
+
+def _demo_workdir_name(config):
+    name = f"{config.mode}_{config.norm}"
+    return f"{name}_lambda{config.lambda_conf:g}" if config.mode == "uada" else name
+
+
+@dataclasses.dataclass(eq=False)  # compared and hashed by identity: one object per run
+class Run:
+    """One distinct configuration of a table, and the workdirs that may hold it."""
+
+    config: object
+    argv: list
+    workdirs: list  # candidates; the first is where a new run is trained
+    experiments: list
+    adabn: bool = False  # a cell also needs its AdaBN evaluation
+
+    def finished_workdir(self):
+        """A candidate workdir holding this exact finished run, or None."""
+        for workdir in self.workdirs:
+            if is_finished(workdir, self.config):
+                return workdir
+        return None
+
+
+def is_finished(workdir, config):
+    """Whether `workdir` holds a run of exactly `config` with its final evaluation JSON."""
+    if not os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
+        return False
+    if workdir_lib.load_config(workdir) != config:
+        return False
+    return os.path.isfile(_eval_json(workdir, config))
+
+
+def _eval_json(workdir, config, suffix=""):
+    return os.path.join(workdir, f"eval_{config.eval_resolution}{suffix}.json")
+
+
+def plan(table, *, demo=False, workdir_root="workdirs", overrides=(),
+         experiments_dir=EXPERIMENTS_DIR):  # fmt: skip
+    """The runs of `table` (a number in `TABLES`): `{experiment name: Run}` (shared runs repeat).
+
+    The experiment files are read from `experiments_dir`.
+
+    Raises:
+        ValueError: `table` is unknown, or has no demo analogue with `demo`.
+    """
+    if table not in TABLES:
+        raise ValueError(f"`table` must be one of {sorted(TABLES)}. Received: table={table!r}")
+    spec = TABLES[table]
+    if demo and not spec.demo:
+        raise ValueError(
+            f"Table {table} (Cityscapes -> Mapillary) has no demo analogue: the demo's only "
+            "labelled/unlabelled training pair is demo_source -> demo_target, and demo_unseen "
+            "has no training split. Run it on the real datasets (without --demo)."
+        )
+
+    def parse(experiment, demo):
+        argv = experiment_argv(experiment, demo=demo, overrides=overrides,
+                               experiments_dir=experiments_dir)  # fmt: skip
+        return argv, parse_config(argv, experiments_dir=experiments_dir)
+
+    by_config = {}
+    runs = {}
+    for _, cells in spec.rows:
+        for cell in cells:
+            if cell is None or cell.experiment is None or cell.experiment in runs:
+                continue
+            if demo and cell.experiment.startswith("table3_cityscapes_mapillary"):
+                continue  # no demo analogue (see `uada.reproduce`)
+            argv, config = parse(cell.experiment, demo=demo)
+            if demo:
+                workdir = os.path.join(workdir_root, DEMO_DIR, _demo_workdir_name(config))
+            else:
+                workdir = os.path.join(workdir_root, cell.experiment)
+            run = by_config.get(config)
+            if run is None:
+                run = by_config[config] = Run(config, argv, [workdir], [])
+                if not demo:  # a finished run of another table's experiment serves too
+                    run.workdirs += [
+                        os.path.join(workdir_root, other)
+                        for other in _all_experiments()
+                        if other != cell.experiment and parse(other, demo=False)[1] == config
+                    ]
+            elif workdir not in run.workdirs:
+                run.workdirs.append(workdir)
+            run.experiments.append(cell.experiment)
+            runs[cell.experiment] = run
+    for _, cells in spec.rows:
+        for cell in cells:
+            if cell is not None and cell.statistics == "target" and cell.experiment in runs:
+                runs[cell.experiment].adabn = True
+    return runs
+
+
+def _all_experiments():
+    """Every experiment named in `TABLES`, in table order."""
+    names = [
+        cell.experiment
+        for spec in TABLES.values()
+        for _, cells in spec.rows
+        for cell in cells
+        if cell is not None and cell.experiment is not None
+    ]
+    return list(dict.fromkeys(names))
+
+
+def describe(runs):
+    """Lines saying, per distinct run, what `reproduce` would do and the equivalent command."""
+    lines = []
+    for run in dict.fromkeys(runs.values(), None):
+        finished = run.finished_workdir()
+        workdir = finished or run.workdirs[0]
+        if finished:
+            action = "reuse"
+        elif os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
+            action = "resume"
+        else:
+            action = "train"
+        lines.append(
+            f"{action:6s} {workdir}  ({', '.join(run.experiments)})\n"
+            f"       python -m uada.train {' '.join(run.argv)} --workdir={workdir}"
+        )
+        if run.adabn:
+            lines.append(
+                f"       python -m uada.evaluate --workdir={workdir} --adapt_statistics=target"
+            )
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------
+# Running and rendering
+
+
+def run_all(runs):
+    """Trains what is not finished; returns `{cell key: (config, evaluation results)}`.
+
+    The key is the experiment (the run's final evaluation) and, for runs whose AdaBN evaluation
+    a cell needs, also `<experiment>+adabn`: `eval_<resolution>_adabn.json`, computed on the
+    run's target domain with `uada.runs.evaluation.evaluate(..., adapt_statistics="target")`
+    unless the workdir holds it.
+    """
+    import json
+
+    done = {}
+    for run in dict.fromkeys(runs.values(), None):
+        workdir = run.finished_workdir()
+        if workdir is None:
+            workdir = run.workdirs[0]
+            logging.info("Training %s (%s).", workdir, ", ".join(run.experiments))
+            keras.utils.clear_session()
+            trainer.train_and_evaluate(run.config, workdir)
+        else:
+            logging.info("Reusing %s.", workdir)
+        with open(_eval_json(workdir, run.config)) as f:
+            results = json.load(f)
+        for experiment in run.experiments:
+            done[experiment] = (run.config, results)
+        if run.adabn:
+            path = _eval_json(workdir, run.config, "_adabn")
+            if not os.path.isfile(path):
+                logging.info("AdaBN evaluation of %s.", workdir)
+                evaluation.evaluate(
+                    run.config, workdir, [run.config.target], adapt_statistics="target",
+                    print_table=False,
+                )  # fmt: skip
+            with open(path) as f:
+                adapted = json.load(f)
+            for experiment in run.experiments:
+                done[f"{experiment}+adabn"] = (run.config, adapted)
+    return done
+
+
+def _domain(config, role):
+    if role == "source":
+        return config.source
+    if role == "target":
+        return config.target
+    index = int(role.split(":")[1])
+    return config.unseen[index] if index < len(config.unseen) else None
+
+
+def render(table, measured, *, convention="official", demo=False):
+    """The Markdown table of `table` with the paper's and the measured numbers side by side.
+
+    Args:
+        table: a number in `TABLES`.
+        measured: `{cell key: (config, results)}` as `run_all` returns (missing cells render
+            as `-`).
+        convention: `"official"` (`miou`) or `"original"` (`miou_19`).
+        demo: note that the measured numbers come from the demo domains.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(
+            f"`convention` must be one of {list(CONVENTIONS)}. Received: convention={convention!r}"
+        )
+    spec = TABLES[table]
+    key = CONVENTIONS[convention]
+    header = [spec.row_header]
+    for column in spec.columns:
+        header += [f"{column} paper", f"{column} measured"]
+    lines = [
+        f"{spec.title}" + (" — measured on the demo domains" if demo else ""),
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+    ]
+    tested_on = {}
+    for label, cells in spec.rows:
+        row = [label]
+        for column, cell in zip(spec.columns, cells, strict=True):
+            paper = "-" if cell is None or cell.paper is None else f"{cell.paper:.1f}"
+            value = "-"
+            if cell is not None and cell.key in measured:
+                config, results = measured[cell.key]
+                domain = _domain(config, cell.role)
+                if domain is not None:
+                    tested_on.setdefault(column, set()).add(domain)
+                result = results.get(domain) if domain else None
+                if result is not None and result.get(key) is not None:
+                    value = f"{100 * result[key]:.1f}"
+            row += [paper, value]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    mapping = ", ".join(f"{c}: {'/'.join(sorted(d))}" for c, d in tested_on.items())
+    lines.append(
+        f"mIoU convention: {convention} ({key}); measured columns tested on {mapping or '-'}."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def reproduce(table, *, demo=False, workdir_root="workdirs", overrides=(), dry_run=False,
+              convention="official", output=None, experiments_dir=EXPERIMENTS_DIR):  # fmt: skip
+    """Runs or reuses the runs of `table`, then renders and writes it (`python -m uada.reproduce`).
+
+    Returns:
+        The rendered Markdown table, or with `dry_run` the plan (nothing is trained).
+    """
+    runs = plan(table, demo=demo, workdir_root=workdir_root, overrides=overrides,
+                experiments_dir=experiments_dir)  # fmt: skip
+    lines = describe(runs)
+    if dry_run:
+        return "\n".join(lines) + "\n"
+    text = render(table, run_all(runs), convention=convention, demo=demo)
+    output = output or os.path.join(workdir_root, DEMO_DIR if demo else "", f"table{table}.md")
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w") as f:
+        f.write(text + "\nRuns:\n\n" + "\n".join(f"    {line}" for line in lines) + "\n")
+    return text

@@ -1,0 +1,28 @@
+"""Writes the procedural demo domains (`uada.data.demo`) in the GTA5 and Cityscapes layouts.
+
+    python -m uada.demo --output=DIR [--seed=0] [--height=128] [--width=256]
+
+Prints one line per domain: `<domain>: <folder>`. Training on the demo domains
+(`--source=demo_source`) generates them by itself; this command is for looking at them, or for
+preparing them with the real datasets' TFDS builders by hand.
+"""
+
+from absl import app, flags
+
+from uada import flags as uada_flags
+from uada.data import demo
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    fv = flags.FLAGS
+    paths = demo.generate(fv.output, seed=fv.seed, image_size=(fv.height, fv.width))
+    for domain, path in paths.items():
+        print(f"{domain}: {path}")
+
+
+if __name__ == "__main__":
+    uada_flags.define_demo_flags()
+    flags.adopt_module_key_flags(uada_flags)  # --help lists them
+    app.run(main)
