@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.protobuf import text_format
 
 from uada.models import framework_internals
 
@@ -87,3 +88,16 @@ def test_keras_reduces_logs_with_its_multi_worker_rule(mirrored_strategy):
     for strategy in (tf.distribute.get_strategy(), mirrored_strategy):
         assert not trainer._collective_all_reduce_multi_worker(strategy)
         assert framework_internals.reducible_logs(logs, strategy) is logs
+
+
+def test_checkpoint_state_files_of_the_checkpoint_manager_parse(tmp_path):
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(v=tf.Variable(1.0)), str(tmp_path), max_to_keep=2
+    )
+    for step in (3, 7):
+        manager.save(checkpoint_number=step)
+    state = framework_internals.parse_checkpoint_state((tmp_path / "checkpoint").read_text())
+    assert state.model_checkpoint_path.endswith("ckpt-7")
+    assert [p.rsplit("-", 1)[1] for p in state.all_model_checkpoint_paths] == ["3", "7"]
+    with pytest.raises(text_format.ParseError):
+        framework_internals.parse_checkpoint_state("not a checkpoint state {")

@@ -12,6 +12,9 @@ removes or changes it.
   uses the same function.
 - `reducible_logs` works around Keras' private `reduce_per_replica` (its TF trainer), which
   reduces a multi-worker step's logs in a way `train_step` cannot configure.
+- `parse_checkpoint_state` parses a `checkpoint` state file with TensorFlow's private
+  `CheckpointState` proto: the public `tf.train.get_checkpoint_state` logs a warning and returns
+  None for an unreadable state file, which would turn a corrupt workdir into a silent restart.
 
 Replaced by public APIs (no longer here): the model's "loss" metric is its own
 `keras.metrics.Mean` listed in `UADAModel.metrics` (it was Keras' `Model._loss_tracker`), and
@@ -20,6 +23,8 @@ Replaced by public APIs (no longer here): the model's "loss" metric is its own
 """
 
 import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.python.training import checkpoint_state_pb2
 
 
 def no_symbolic_build(model, iterator=None, data_batch=None):
@@ -64,3 +69,18 @@ def _multi_worker(strategy):
         return False
     cluster = strategy.cluster_resolver.cluster_spec().as_dict()
     return len(cluster.get("chief", [])) + len(cluster.get("worker", [])) > 1
+
+
+def parse_checkpoint_state(text):
+    """Parses the text of a `tf.train.CheckpointManager` state file (`checkpoint`).
+
+    Reaches `tensorflow.python.training.checkpoint_state_pb2.CheckpointState`, the proto the file
+    is written in.
+
+    Returns:
+        The `CheckpointState` (`model_checkpoint_path`, `all_model_checkpoint_paths`).
+
+    Raises:
+        google.protobuf.text_format.ParseError: the text is not a checkpoint state.
+    """
+    return text_format.Parse(text, checkpoint_state_pb2.CheckpointState())

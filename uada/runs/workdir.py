@@ -28,10 +28,9 @@ import os
 import tensorflow as tf
 from absl import logging
 from google.protobuf import text_format
-from tensorflow.python.training import checkpoint_state_pb2
 
 from uada import config as config_lib
-from uada.models import build_uada_model, schedules
+from uada.models import build_uada_model, framework_internals, schedules
 
 CONFIG_FILE = "config.json"
 FLAGS_FILE = "flags.txt"
@@ -180,7 +179,7 @@ def _checkpoint_state(workdir):
         return None
     try:
         with tf.io.gfile.GFile(state_file) as f:
-            state = text_format.Parse(f.read(), checkpoint_state_pb2.CheckpointState())
+            state = framework_internals.parse_checkpoint_state(f.read())
     except (text_format.ParseError, UnicodeDecodeError) as error:
         raise CorruptCheckpointError(
             f"Cannot parse the checkpoint state file {state_file}: {error}. "
