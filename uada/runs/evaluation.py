@@ -32,7 +32,7 @@ from absl import logging
 from uada import metrics
 from uada.data import domains as domains_lib
 from uada.data import pipeline
-from uada.models import adabn
+from uada.models import adabn, inference
 from uada.models.adabn import ADAPT_STATISTICS
 from uada.runs import workdir as workdir_lib
 from uada.runs import write_errors
@@ -104,7 +104,7 @@ def evaluate_model(model, config, domains=None, *, resolution=None, max_images=N
         )
     domains, resolution, max_images = resolve_options(config, domains, resolution, max_images)
     domains_lib.ensure_demo(config)
-    predict = _predict_function(model.segmenter)
+    predict = inference.resized_label_function(model.segmenter)
     results = {}
     for name in domains:
         domain = domains_lib.get_domain(name, config)
@@ -206,16 +206,3 @@ def _eval_batches(dataset, config, resolution):
         yield from pipeline.eval_dataset(
             dataset, batch_size=config.eval_batch_size, image_size=tuple(config.image_size)
         )
-
-
-def _predict_function(segmenter):
-    """`(images, label_size) -> predicted train ids` at `label_size` (bilinear logits)."""
-
-    @tf.function(reduce_retracing=True)
-    def predict(images, label_size):
-        logits = segmenter(images, training=False)
-        # At the model's own size this resize is the identity (sample points on pixel centres).
-        logits = tf.image.resize(logits, label_size, method="bilinear")
-        return tf.argmax(logits, axis=-1, output_type=tf.int32)
-
-    return predict
