@@ -21,6 +21,7 @@ import json
 
 # The closed sets of names a field takes, each defined by the module that owns it.
 from uada.data.builders import CONFIG_NAMES as RESOLUTIONS  # evaluation reads that builder config
+from uada.data.demo import SHIFT_NAMES
 from uada.data.domains import DATASETS, EVAL_ONLY_DATASETS
 from uada.layers import NORMALIZATIONS
 from uada.models import BACKBONES, MODES, OUTPUT_STRIDES
@@ -29,7 +30,7 @@ from uada.runs.precision import PRECISIONS
 
 __all__ = [
     "BACKBONES", "DATASETS", "EVAL_ONLY_DATASETS", "MODES", "NORMALIZATIONS", "OUTPUT_STRIDES",
-    "PRECISIONS", "RESOLUTIONS", "STRATEGIES", "Config",
+    "PRECISIONS", "RESOLUTIONS", "SHIFT_NAMES", "STRATEGIES", "Config",
 ]  # fmt: skip
 
 
@@ -57,7 +58,7 @@ class Config:
     are documented by its owner: modes by `uada.models.UADAModel`, normalizations by
     `uada.layers.get_normalization`, backbones by `uada.models.build_backbone`, datasets and the
     `data_dir` / `manual_dir` layout by `uada.data.domains`, strategies by `uada.runs.distribute`,
-    precisions by `uada.runs.precision`.
+    precisions by `uada.runs.precision`, demo shift factors by `uada.data.demo`.
 
     The fields come in five groups: the model; the data (`batch_size` images per domain per step:
     2 source + 2 target in the paper; the demo source gets train + val frames, split 3:1 by the
@@ -96,6 +97,11 @@ class Config:
     shuffle_buffer: int = _field(256, "Shuffle buffer per domain.", lower_bound=1)
     demo_train_images: int = _field(200, "Demo: target training images.", lower_bound=1)
     demo_val_images: int = _field(100, "Demo: validation images per domain.", lower_bound=1)
+    demo_shift: tuple[str, ...] = _field(
+        ("full",),
+        "Demo: comma-separated shift factors between the demo source and the other demo "
+        f"domains, groups or factors of {list(SHIFT_NAMES)} (uada.data.demo).",
+    )
 
     # Optimization.
     epochs: float = _field(17.0, "Training epochs, used when --train_steps=0.", lower_bound=0)
@@ -154,7 +160,7 @@ class Config:
 
     def __post_init__(self):
         # Lists from flags or JSON become tuples, so configs compare and hash by value.
-        for name in ("image_size", "unseen", "lr_decay_epochs"):
+        for name in ("image_size", "unseen", "lr_decay_epochs", "demo_shift"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property

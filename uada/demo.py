@@ -1,8 +1,10 @@
 """Writes the procedural demo domains (`uada.data.demo`) in the GTA5 and Cityscapes layouts.
 
-    python -m uada.demo --output=DIR [--seed=0] [--height=128] [--width=256]
+    python -m uada.demo --output=DIR [--seed=0] [--height=128] [--width=256] [--shift=full]
 
-Prints one line per domain: `<domain>: <folder>`. Training on the demo domains
+Prints one line per domain, `<domain>: <folder>`, then each domain's pixel frequency per class
+(also written to `DIR/class_frequencies.json`). `--shift` selects the shift factors between the
+source and the other domains (`uada.data.demo`: e.g. `appearance`, `layout`, `color,camera`). Training on the demo domains
 (`--source=demo_source`) generates them by itself; this command is for looking at them, or for
 preparing them with the real datasets' TFDS builders by hand.
 """
@@ -17,9 +19,13 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     fv = flags.FLAGS
-    paths = demo.generate(fv.output, seed=fv.seed, image_size=(fv.height, fv.width))
+    paths = demo.generate(
+        fv.output, seed=fv.seed, image_size=(fv.height, fv.width), shift=tuple(fv.shift)
+    )
     for domain, path in paths.items():
         print(f"{domain}: {path}")
+    print(f"\nShift: {demo.shift_name(fv.shift)}. Pixel frequency per class:\n")
+    print(demo.format_class_frequencies(demo.class_frequencies(fv.output)))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from absl import flags
 
 from uada import config as config_lib
 from uada.analysis import selection
+from uada.data import demo
 from uada.models.adabn import ADAPT_STATISTICS
 from uada.runs import workdir as workdir_lib
 
@@ -112,6 +113,13 @@ def _register_train_validators(fv):
         "unseen",
         lambda value: all(name in config_lib.DATASETS for name in value),
         message=f"--unseen must be a comma-separated list of {list(config_lib.DATASETS)}.",
+        flag_values=fv,
+    )
+
+    flags.register_validator(
+        "demo_shift",
+        lambda value: bool(value) and all(name in config_lib.SHIFT_NAMES for name in value),
+        message=f"--demo_shift must be a comma-separated list of {list(config_lib.SHIFT_NAMES)}.",
         flag_values=fv,
     )
 
@@ -435,6 +443,18 @@ def define_demo_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("seed", 0, "Seed of the domains' content.", flag_values=fv)
     flags.DEFINE_integer("height", 128, "Image height.", flag_values=fv)
     flags.DEFINE_integer("width", 256, "Image width.", flag_values=fv)
+    flags.DEFINE_list(
+        "shift",
+        ["full"],
+        f"Shift factors between the source and the other domains, of {list(demo.SHIFT_NAMES)}.",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "shift",
+        lambda value: bool(value) and all(name in demo.SHIFT_NAMES for name in value),
+        message=f"--shift must be a comma-separated list of {list(demo.SHIFT_NAMES)}.",
+        flag_values=fv,
+    )
 
 
 def define_reproduce_flags(tables, flag_values=flags.FLAGS):
@@ -446,10 +466,38 @@ def define_reproduce_flags(tables, flag_values=flags.FLAGS):
         flag_values: the `FlagValues` to define them in.
     """
     fv = flag_values
-    flags.DEFINE_enum(
-        "table", None, [str(t) for t in tables.TABLES], "The paper's table.", flag_values=fv
+    flags.DEFINE_list(
+        "table",
+        None,
+        f"The paper's tables, comma-separated, of {[str(t) for t in tables.TABLES]}, or 'all' "
+        "(with --demo: every table the demo has).",
+        flag_values=fv,
     )
     flags.mark_flag_as_required("table", flag_values=fv)
+    flags.register_validator(
+        "table",
+        lambda value: (
+            value is None
+            or value == ["all"]
+            or (bool(value) and all(v in [str(t) for t in tables.TABLES] for v in value))
+        ),
+        message=f"--table must be 'all' or a comma-separated list of {list(tables.TABLES)}.",
+        flag_values=fv,
+    )
+    flags.DEFINE_list(
+        "seeds",
+        [],
+        "Run every cell once per seed (comma-separated integers, e.g. 0,1,2) and render mean ± "
+        "standard deviation with the individual runs; default: one run with each experiment's "
+        "seed.",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "seeds",
+        lambda value: all(v.lstrip("-").isdigit() for v in value) and len(set(value)) == len(value),
+        message="--seeds must be distinct integers, e.g. 0,1,2.",
+        flag_values=fv,
+    )
     flags.DEFINE_boolean(
         "demo", False, "Map the experiments to the demo domains and settings.", flag_values=fv
     )
@@ -484,7 +532,7 @@ def define_reproduce_flags(tables, flag_values=flags.FLAGS):
     flags.DEFINE_string(
         "output",
         None,
-        "Markdown file; default WORKDIR_ROOT/[demo_tables/]table<N>.md.",
+        "Markdown file (one --table only); default WORKDIR_ROOT/[demo_tables/]table<N>.md.",
         flag_values=fv,
     )
 

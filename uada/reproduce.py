@@ -1,8 +1,8 @@
 """Reproduces a table of the paper: runs (or reuses) its experiments and renders it.
 
-    python -m uada.reproduce --table=1|2|3|4|6 [--demo] [--dry_run] [--workdir_root=workdirs] \
-        [--set=train_steps=1000 --set=data_dir=DIR ...] [--convention=official|original] \
-        [--output=table.md] [--experiments_dir=experiments]
+    python -m uada.reproduce --table=1|2|3|4|6|1,2,3,4|all [--demo] [--seeds=0,1,2] [--dry_run] \
+        [--workdir_root=workdirs] [--set=train_steps=1000 --set=data_dir=DIR ...] \
+        [--convention=official|original] [--output=table.md] [--experiments_dir=experiments]
 
 Each table (`uada.analysis.tables.TABLES`) lists its cells: the experiment file
 (`experiments/<name>.flags`) whose run fills the cell, the domain the cell is tested on, and the
@@ -28,6 +28,15 @@ have no demo analogue: the demo's only labelled training domain pair is demo_sou
 demo_target, and demo_unseen has no training split; those cells stay empty and `--table=6 --demo`
 is an error.
 
+`--seeds=0,1,2` runs (or reuses) every cell once per seed, in
+`WORKDIR_ROOT/[demo_tables/]seed<N>/<name>`, and renders each cell as mean ± sample standard
+deviation with the individual runs; below each table, its comparisons (e.g. UADA - source only)
+as paired differences over the seeds with their standard error, called real only when
+`|mean| > 2 SE` (`uada.analysis.tables.paired_difference`). With `--demo`, a seed also draws
+other demo domains (they are generated from the seed). Every table also has the bounds of
+adaptation: a source-only row and a target-oracle row (`experiments/gta2cs_target_oracle.flags`:
+trained on the target's labels with the same budget).
+
 `--set=name=value` overrides a training flag of every run (validated like `python -m uada.train`'s
 flags), e.g. `--set=train_steps=1000` or `--set=data_dir=DIR`.
 
@@ -48,20 +57,28 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     fv = flags.FLAGS
-    try:
-        text = tables.reproduce(
-            int(fv.table),
-            demo=fv.demo,
-            workdir_root=fv.workdir_root,
-            overrides=tuple(fv.set),
-            dry_run=fv.dry_run,
-            convention=fv.convention,
-            output=fv.output,
-            experiments_dir=fv.experiments_dir,
-        )
-    except (ValueError, FileNotFoundError, flags.Error) as error:  # cannot run: no traceback
-        raise app.UsageError(str(error)) from error
-    print("\n" + text)
+    if fv.table == ["all"]:
+        numbers = [n for n, spec in tables.TABLES.items() if spec.demo or not fv.demo]
+    else:
+        numbers = [int(n) for n in fv.table]
+    if fv.output and len(numbers) > 1:
+        raise app.UsageError(f"--output takes one --table. Received: --table={','.join(fv.table)}")
+    for number in numbers:
+        try:
+            text = tables.reproduce(
+                number,
+                demo=fv.demo,
+                workdir_root=fv.workdir_root,
+                overrides=tuple(fv.set),
+                dry_run=fv.dry_run,
+                convention=fv.convention,
+                output=fv.output,
+                experiments_dir=fv.experiments_dir,
+                seeds=tuple(int(seed) for seed in fv.seeds),
+            )
+        except (ValueError, FileNotFoundError, flags.Error) as error:  # cannot run: no traceback
+            raise app.UsageError(str(error)) from error
+        print("\n" + text)
 
 
 if __name__ == "__main__":

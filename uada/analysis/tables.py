@@ -19,9 +19,11 @@ import dataclasses
 import os
 
 import keras
+import numpy as np
 from absl import flags, logging
 
 from uada import flags as uada_flags
+from uada.data import demo as demo_lib
 from uada.runs import evaluation, trainer
 from uada.runs import workdir as workdir_lib
 
@@ -30,6 +32,10 @@ DEMO_EXPERIMENT = "demo"  # `--demo` maps each experiment onto experiments/demo.
 # Beside, not inside, the quick start's workdir `workdirs/demo`.
 DEMO_DIR = "demo_tables"
 CONVENTIONS = {"official": "miou", "original": "miou_19"}
+# Not in the paper: DAN trained source-only on the target's labels, the upper bound of the tables.
+ORACLE = "gta2cs_target_oracle"
+# Real dataset -> its demo analogue (`--demo`).
+DEMO_DOMAINS = {"gta5": "demo_source", "cityscapes": "demo_target", "mapillary": "demo_unseen"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +61,11 @@ class Cell:
 
 @dataclasses.dataclass(frozen=True)
 class Table:
-    """A table of the paper: its rows of cells, in the paper's layout and numbering."""
+    """A table of the paper: its rows of cells, in the paper's layout and numbering.
+
+    `differences` are the comparisons `render` reports, each `(a, b)` for "a - b": two row
+    labels (compared column by column) or two `(row label, column)` cells.
+    """
 
     number: int
     title: str
@@ -63,6 +73,7 @@ class Table:
     columns: tuple
     rows: tuple  # ((row label, (Cell or None per column)), ...)
     demo: bool = True  # whether `--demo` can reproduce it
+    differences: tuple = ()
 
 
 def _same_run(experiment, roles, papers):
@@ -85,6 +96,13 @@ TABLES = {
                 "DAN (G,G,C,C)",
                 _same_run("table1_dan_multi_domain", ("source", "target"), (61.9, 35.0)),
             ),
+            # Not in the paper: the target oracle (trained on C's labels) bounds the table.
+            ("target oracle (C,C)", _same_run(ORACLE, ("target", "source"), (None, None))),
+        ),
+        differences=(
+            ("BN (G,G,C,C)", "BN (G,G)"),
+            ("DAN (G,G,C,C)", "BN (G,G)"),
+            ("target oracle (C,C)", "BN (G,G)"),
         ),
     ),
     2: Table(
@@ -115,6 +133,15 @@ TABLES = {
                 "DAN + AdaBN (target statistics)",
                 (Cell("table2_dan_source_only", "target", None, statistics="target"), None),
             ),
+            ("target oracle (DAN)", (Cell(ORACLE, "source", None), None)),
+        ),
+        differences=tuple(
+            ((label, "UADA"), (label, "source only"))
+            for label in ("none", "batch", "instance", "split batch", "DAN")
+        )
+        + (
+            (("DAN + AdaBN (target statistics)", "source only"), ("DAN", "source only")),
+            (("target oracle (DAN)", "source only"), ("DAN", "source only")),
         ),
     ),
     3: Table(
@@ -142,6 +169,14 @@ TABLES = {
                 ("1e-2", 38.2, 37.6),
                 ("1e-1", 34.6, None),
             )
+        )
+        + (
+            ("source only (DAN)", (Cell("gta2cs_source_only", "target", None), None)),
+            ("target oracle (DAN)", (Cell(ORACLE, "source", None), None)),
+        ),
+        differences=tuple(
+            ((label, "GTA5 -> Cityscapes"), ("source only (DAN)", "GTA5 -> Cityscapes"))
+            for label in ("1e-4", "1e-3", "1e-2", "1e-1", "target oracle (DAN)")
         ),
     ),
     4: Table(
@@ -166,7 +201,16 @@ TABLES = {
                     (62.7, 38.2, 38.5, 27.4),
                 ),
             ),
+            (
+                "target oracle",
+                _same_run(
+                    ORACLE,
+                    ("target", "source", "unseen:0", "unseen:1"),
+                    (None, None, None, None),
+                ),
+            ),
         ),
+        differences=(("UADA", "source only"), ("target oracle", "source only")),
     ),
     6: Table(
         6,
@@ -277,12 +321,31 @@ def experiment_argv(experiment, *, demo=False, overrides=(), experiments_dir=EXP
             f"--norm={config.norm}",
             f"--lambda_conf={config.lambda_conf:g}",
         ]
+        if config.source != "gta5":  # the target oracle: trained on the target's labels
+            argv += [
+                f"--source={DEMO_DOMAINS[config.source]}",
+                f"--target={DEMO_DOMAINS[config.target]}",
+            ]
     return argv + [f"--{item}" for item in overrides]
 
 
 def _demo_workdir_name(config):
-    name = f"{config.mode}_{config.norm}"
-    return f"{name}_lambda{config.lambda_conf:g}" if config.mode == "uada" else name
+    """`<mode>_<norm>[_lambda<lambda>]`, `oracle_<norm>` for a run trained on the demo target,
+    then `_shift-<name>` for a demo shift other than `full` and `_weights-<file stem>` for a
+    pretrained start."""
+    if config.source == "demo_target":
+        name = f"oracle_{config.norm}"
+    else:
+        name = f"{config.mode}_{config.norm}"
+        if config.mode == "uada":
+            name += f"_lambda{config.lambda_conf:g}"
+    shift = demo_lib.shift_name(config.demo_shift)
+    if shift != "full":
+        name += f"_shift-{shift}"
+    if config.weights != "none":
+        stem = os.path.basename(config.weights).split(".")[0]
+        name += f"_weights-{stem}"
+    return name
 
 
 @dataclasses.dataclass(eq=False)  # compared and hashed by identity: one object per run
@@ -317,10 +380,12 @@ def _eval_json(workdir, config, suffix=""):
 
 
 def plan(table, *, demo=False, workdir_root="workdirs", overrides=(),
-         experiments_dir=EXPERIMENTS_DIR):  # fmt: skip
+         experiments_dir=EXPERIMENTS_DIR, seed=None):  # fmt: skip
     """The runs of `table` (a number in `TABLES`): `{experiment name: Run}` (shared runs repeat).
 
-    The experiment files are read from `experiments_dir`.
+    The experiment files are read from `experiments_dir`. With `seed`, every run gets
+    `--seed=<seed>` and its workdir is in a `seed<seed>` folder
+    (`WORKDIR_ROOT/[demo_tables/]seed<seed>/<name>`).
 
     Raises:
         ValueError: `table` is unknown, or has no demo analogue with `demo`.
@@ -334,6 +399,10 @@ def plan(table, *, demo=False, workdir_root="workdirs", overrides=(),
             "labelled/unlabelled training pair is demo_source -> demo_target, and demo_unseen "
             "has no training split. Run it on the real datasets (without --demo)."
         )
+
+    if seed is not None:
+        overrides = (*overrides, f"seed={int(seed)}")
+        workdir_root = os.path.join(workdir_root, DEMO_DIR if demo else "", f"seed{int(seed)}")
 
     def parse(experiment, demo):
         argv = experiment_argv(experiment, demo=demo, overrides=overrides,
@@ -350,7 +419,8 @@ def plan(table, *, demo=False, workdir_root="workdirs", overrides=(),
                 continue  # no demo analogue (see `uada.reproduce`)
             argv, config = parse(cell.experiment, demo=demo)
             if demo:
-                workdir = os.path.join(workdir_root, DEMO_DIR, _demo_workdir_name(config))
+                folder = workdir_root if seed is not None else os.path.join(workdir_root, DEMO_DIR)
+                workdir = os.path.join(folder, _demo_workdir_name(config))
             else:
                 workdir = os.path.join(workdir_root, cell.experiment)
             run = by_config.get(config)
@@ -460,12 +530,81 @@ def _domain(config, role):
     return config.unseen[index] if index < len(config.unseen) else None
 
 
+def _by_seed(entry):
+    """A `measured` entry as `{seed: (config, results)}` (a single run is seed `None`)."""
+    return entry if isinstance(entry, dict) else {None: entry}
+
+
+def _cell_values(cell, measured, key):
+    """`({seed: % mIoU}, tested-on domains)` of a cell (empty where nothing was measured)."""
+    values, domains = {}, set()
+    if cell is None or cell.key not in measured:
+        return values, domains
+    for seed, (config, results) in _by_seed(measured[cell.key]).items():
+        domain = _domain(config, cell.role)
+        if domain is None:
+            continue
+        domains.add(domain)
+        result = results.get(domain)
+        if result is not None and result.get(key) is not None:
+            values[seed] = 100 * result[key]
+    return values, domains
+
+
+def summarize(values):
+    """`(mean, sample standard deviation)` of a list of numbers (std `nan` for one number)."""
+    values = np.asarray(values, dtype=np.float64)
+    std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+    return float(values.mean()), std
+
+
+def paired_difference(a, b):
+    """The difference `a - b` of two cells measured with the same seeds, and its significance.
+
+    Runs with the same seed share the demo domains' draw (generated from the seed), the
+    initialization and the data order, so the test pairs them: `d_i = a_i - b_i` over the seeds
+    both cells have, mean `d`, standard error `SE = std(d, ddof=1) / sqrt(n)`. The difference is
+    called real when `|mean| > 2 SE` (about a 95% interval under a normal approximation; with 3
+    seeds a t-test would need 4.3 SE, so `2 SE` is the issue's stated, lenient, threshold).
+
+    Args:
+        a, b: `{seed: value}`.
+
+    Returns:
+        `(mean, SE, n, real)`; SE is `nan` and real `False` with fewer than two common seeds.
+    """
+    seeds = [seed for seed in a if seed in b]
+    d = np.asarray([a[seed] - b[seed] for seed in seeds], dtype=np.float64)
+    if len(d) == 0:
+        return float("nan"), float("nan"), 0, False
+    mean = float(d.mean())
+    if len(d) < 2:
+        return mean, float("nan"), len(d), False
+    se = float(d.std(ddof=1) / np.sqrt(len(d)))
+    return mean, se, len(d), abs(mean) > 2 * se
+
+
+def _format_values(values):
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{next(iter(values.values())):.1f}"
+    mean, std = summarize(list(values.values()))
+    runs = ", ".join(f"{v:.1f}" for v in values.values())
+    return f"{mean:.1f} ± {std:.1f} ({runs})"
+
+
 def render(table, measured, *, convention="official", demo=False):
     """The Markdown table of `table` with the paper's and the measured numbers side by side.
 
+    A cell measured with several seeds shows `mean ± sample standard deviation (run, run, ...)`.
+    Below the table, each of the table's `differences` (`a - b`, paired by seed:
+    `paired_difference`) with its standard error and whether it is real (`|mean| > 2 SE`).
+
     Args:
         table: a number in `TABLES`.
-        measured: `{cell key: (config, results)}` as `run_all` returns (missing cells render
+        measured: `{cell key: (config, results)}` as `run_all` returns, or
+            `{cell key: {seed: (config, results)}}` for several seeds (missing cells render
             as `-`).
         convention: `"official"` (`miou`) or `"original"` (`miou_19`).
         demo: note that the measured numbers come from the demo domains.
@@ -486,42 +625,90 @@ def render(table, measured, *, convention="official", demo=False):
         "|---|" + "---:|" * (len(header) - 1),
     ]
     tested_on = {}
+    cell_values = {}
+    seeds = set()
     for label, cells in spec.rows:
         row = [label]
         for column, cell in zip(spec.columns, cells, strict=True):
             paper = "-" if cell is None or cell.paper is None else f"{cell.paper:.1f}"
-            value = "-"
-            if cell is not None and cell.key in measured:
-                config, results = measured[cell.key]
-                domain = _domain(config, cell.role)
-                if domain is not None:
-                    tested_on.setdefault(column, set()).add(domain)
-                result = results.get(domain) if domain else None
-                if result is not None and result.get(key) is not None:
-                    value = f"{100 * result[key]:.1f}"
-            row += [paper, value]
+            values, domains = _cell_values(cell, measured, key)
+            if domains:
+                tested_on.setdefault(column, set()).update(domains)
+            cell_values[label, column] = values
+            seeds.update(values)
+            row += [paper, _format_values(values)]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     mapping = ", ".join(f"{c}: {'/'.join(sorted(d))}" for c, d in tested_on.items())
     lines.append(
         f"mIoU convention: {convention} ({key}); measured columns tested on {mapping or '-'}."
     )
+    differences = _render_differences(spec, cell_values)
+    if differences:
+        several = len(seeds) > 1
+        lines += [
+            "",
+            "Differences (a - b, % mIoU"
+            + (
+                f"; paired by seed over {len(seeds)} seeds: mean ± standard error; real when "
+                "|mean| > 2 SE):"
+                if several
+                else "; one run each, no error bar):"
+            ),
+            "",
+        ]
+        lines += differences
     return "\n".join(lines) + "\n"
 
 
+def _render_differences(spec, cell_values):
+    """One line per difference of `spec` that has numbers on both sides."""
+    pairs = []
+    for a, b in spec.differences:
+        if isinstance(a, str):  # two rows, column by column
+            pairs += [((a, column), (b, column)) for column in spec.columns]
+        else:
+            pairs.append((a, b))
+    lines = []
+    for a, b in pairs:
+        if not cell_values.get(a) or not cell_values.get(b):
+            continue
+        mean, se, n, real = paired_difference(cell_values[a], cell_values[b])
+        what = f"- {a[0]} - {b[0]}" + (f" ({a[1]})" if a[1] == b[1] else f" ({a[1]} - {b[1]})")
+        if n >= 2:
+            verdict = "**real**" if real else "within noise"
+            lines.append(f"{what}: {mean:+.1f} ± {se:.1f} (n={n}): {verdict}")
+        elif n == 1:
+            lines.append(f"{what}: {mean:+.1f}")
+    return lines
+
+
 def reproduce(table, *, demo=False, workdir_root="workdirs", overrides=(), dry_run=False,
-              convention="official", output=None, experiments_dir=EXPERIMENTS_DIR):  # fmt: skip
+              convention="official", output=None, experiments_dir=EXPERIMENTS_DIR,
+              seeds=()):  # fmt: skip
     """Runs or reuses the runs of `table`, then renders and writes it (`python -m uada.reproduce`).
+
+    Args:
+        seeds: run every cell once per seed (`plan(..., seed=seed)`) and render mean ± standard
+            deviation with the individual runs; empty: one run per cell with the experiments'
+            own seed.
 
     Returns:
         The rendered Markdown table, or with `dry_run` the plan (nothing is trained).
     """
-    runs = plan(table, demo=demo, workdir_root=workdir_root, overrides=overrides,
-                experiments_dir=experiments_dir)  # fmt: skip
-    lines = describe(runs)
+    plans = {
+        seed: plan(table, demo=demo, workdir_root=workdir_root, overrides=overrides,
+                   experiments_dir=experiments_dir, seed=seed)  # fmt: skip
+        for seed in (seeds or (None,))
+    }
+    lines = [line for runs in plans.values() for line in describe(runs)]
     if dry_run:
         return "\n".join(lines) + "\n"
-    text = render(table, run_all(runs), convention=convention, demo=demo)
+    measured = {}
+    for seed, runs in plans.items():
+        for key, entry in run_all(runs).items():
+            measured.setdefault(key, {})[seed] = entry
+    text = render(table, measured, convention=convention, demo=demo)
     output = output or os.path.join(workdir_root, DEMO_DIR if demo else "", f"table{table}.md")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as f:

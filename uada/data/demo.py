@@ -41,6 +41,29 @@ parameters (source / target / unseen):
 - `haze`: (strength, RGB colour) of distance haze: none / none / (0.55, dusk purple).
 - `ego_vehicle`: the ego car's bonnet at the bottom (label id 1, ignored): no / yes / no.
 
+The differences between the domains are grouped into named **shift factors** (`FACTORS`), each a
+set of style parameters; `domain_style(domain, shift)` gives a domain its own value of every
+parameter of the factors in `shift` and the source's value of every other parameter, so each
+factor can be switched on or off per run (`--demo_shift`, `uada.config.Config.demo_shift`):
+
+| factor | kind | parameters |
+|---|---|---|
+| `color` | appearance | `saturation`, `gain` |
+| `texture` | appearance | `texture` |
+| `blur` | appearance | `blur` |
+| `noise` | appearance | `noise` |
+| `exposure` | appearance | `brightness`, `contrast`, `vignette` |
+| `haze` | appearance | `haze` |
+| `camera` | layout | `horizon`, `road_width`, `ego_vehicle` |
+| `objects` | layout (class frequencies) | `counts` |
+
+The groups (`SHIFT_GROUPS`): `full` (every factor: the default, the demo as it always was),
+`appearance` (`color`, `texture`, `blur`, `noise`, `exposure`, `haze`: the same scenes drawn
+with the same layout and class frequencies, only the camera look differs) and `layout`
+(`camera`, `objects`: the look of the source, other scene geometry and class frequencies).
+`none` makes every domain draw like the source (no shift at all). `class_frequencies` measures
+each domain's pixel frequency per class; `python -m uada.demo` prints it.
+
 So the source looks like a game (flat colours, hard edges, saturated), the target like a camera
 (texture, blur, warm cast, vignetting, noise, a higher horizon and more pedestrians), and the unseen
 domain like a hazy dusk seen from a lower camera. The shift is sized to be clearly visible, not
@@ -52,11 +75,13 @@ Example:
 from uada.data import demo
 
 demo.generate("demo_data", seed=0)
+demo.generate("demo_appearance", seed=0, shift=("appearance",))  # same layout, other look
 ```
 
-or from a shell: `python -m uada.demo --output=demo_data --seed=0`.
+or from a shell: `python -m uada.demo --output=demo_data --seed=0 [--shift=appearance]`.
 """
 
+import json
 import pathlib
 
 import numpy as np
@@ -66,6 +91,28 @@ from scipy import ndimage
 from uada.data.labels import CLASS_NAMES, IGNORE_LABEL, PALETTE, lookup_table
 
 DOMAINS = ("source", "target", "unseen")
+
+# Shift factor -> the style parameters it sets (the module docstring's table).
+FACTORS = {
+    "color": ("saturation", "gain"),
+    "texture": ("texture",),
+    "blur": ("blur",),
+    "noise": ("noise",),
+    "exposure": ("brightness", "contrast", "vignette"),
+    "haze": ("haze",),
+    "camera": ("horizon", "road_width", "ego_vehicle"),
+    "objects": ("counts",),
+}
+APPEARANCE_FACTORS = ("color", "texture", "blur", "noise", "exposure", "haze")
+LAYOUT_FACTORS = ("camera", "objects")
+# Group name -> its factors; a shift is a list of group and factor names.
+SHIFT_GROUPS = {
+    "full": tuple(FACTORS),
+    "appearance": APPEARANCE_FACTORS,
+    "layout": LAYOUT_FACTORS,
+    "none": (),
+}
+SHIFT_NAMES = (*SHIFT_GROUPS, *FACTORS)  # what `--demo_shift` takes (comma-separated)
 
 # Cityscapes folder layouts: split -> cities.
 TARGET_CITIES = {"train": ("alderton", "brackley"), "val": ("carwick",)}
@@ -110,16 +157,66 @@ _VEHICLE_COLORS = (
 _CLOTHES_COLORS = ((60, 60, 150), (30, 30, 30), (150, 40, 40), (200, 200, 190), (90, 120, 60))
 
 
-def domain_style(domain):
+def shift_factors(shift=("full",)):
+    """The factors of a shift: a list of factor and group names -> a sorted tuple of factors.
+
+    Args:
+        shift: names from `SHIFT_NAMES` (groups expand to their factors), e.g. `("appearance",)`
+            or `("color", "camera")`.
+
+    Returns:
+        The factors, in `FACTORS` order, e.g. `("color", "camera")`.
+
+    Raises:
+        ValueError: a name is not in `SHIFT_NAMES`, or `shift` is empty.
+    """
+    if isinstance(shift, str):
+        shift = tuple(name.strip() for name in shift.split(","))
+    unknown = [name for name in shift if name not in SHIFT_NAMES]
+    if unknown or not shift:
+        raise ValueError(
+            f"`shift` must be a non-empty list of shift groups {list(SHIFT_GROUPS)} or factors "
+            f"{list(FACTORS)}. Received: shift={tuple(shift)!r}"
+        )
+    chosen = set()
+    for name in shift:
+        chosen.update(SHIFT_GROUPS.get(name, (name,)))
+    return tuple(factor for factor in FACTORS if factor in chosen)
+
+
+def shift_name(shift=("full",)):
+    """A short name of a shift: its group's name if it is exactly a group, else its factors
+    joined by `+` (e.g. `"appearance"`, `"color+camera"`)."""
+    factors = shift_factors(shift)
+    for group, members in SHIFT_GROUPS.items():
+        if factors == members:
+            return group
+    return "+".join(factors)
+
+
+def domain_style(domain, shift=("full",)):
     """Returns the style parameters of a demo domain (see the module docstring for their meaning).
 
     Args:
         domain: one of `"source"`, `"target"`, `"unseen"`.
+        shift: the shift factors in effect (`shift_factors`); the domain takes the source's value
+            of every parameter of the other factors. Defaults to every factor.
 
     Returns:
         A dict with the keys `horizon`, `road_width`, `counts`, `saturation`, `texture`, `blur`,
         `noise`, `gain`, `brightness`, `contrast`, `vignette`, `haze`, `ego_vehicle`.
     """
+    own = _own_style(domain)
+    source = _own_style("source")
+    for factor in FACTORS:
+        if factor not in shift_factors(shift):
+            for parameter in FACTORS[factor]:
+                own[parameter] = source[parameter]
+    return own
+
+
+def _own_style(domain):
+    """The domain's own value of every style parameter (the full shift)."""
     if domain == "source":
         return {
             "horizon": (0.38, 0.48),
@@ -523,7 +620,7 @@ def _render(rng, image, horizon, style):
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
-def draw_example(domain, seed, index, image_size=(128, 256)):
+def draw_example(domain, seed, index, image_size=(128, 256), shift=("full",)):
     """Draws one demo example in memory.
 
     Args:
@@ -531,11 +628,12 @@ def draw_example(domain, seed, index, image_size=(128, 256)):
         seed: integer seed of the whole demo; with `domain` and `index` it fixes the example.
         index: integer index of the example within the domain.
         image_size: `(height, width)` of the image.
+        shift: the shift factors in effect (`shift_factors`). Defaults to every factor.
 
     Returns:
         `(image, label)`: uint8 RGB `[H, W, 3]` and uint8 train ids `[H, W]` (255 = ignore).
     """
-    style = domain_style(domain)
+    style = domain_style(domain, shift)
     height, width = _check_image_size(image_size)
     rng = np.random.default_rng([int(seed), DOMAINS.index(domain), int(index)])
     drawn, label, horizon = _draw_scene(rng, style, height, width)
@@ -593,10 +691,13 @@ def generate(
     num_target_val=100,
     num_unseen_train=20,
     num_unseen_val=100,
+    shift=("full",),
 ):
     """Writes the three demo domains under `root` (layouts in the module docstring).
 
-    The files depend only on the arguments: the same seed writes identical bytes.
+    The files depend only on the arguments: the same seed writes identical bytes. Also writes
+    `root/class_frequencies.json` (`class_frequencies`: each domain's pixel frequency per class
+    over all of its frames) and `root/shift.json` (the shift's factors).
 
     Args:
         root: output folder (created if needed); gets `source/`, `target/` and `unseen/`.
@@ -608,6 +709,8 @@ def generate(
         num_unseen_train: number of unseen-domain training frames (written so that the Cityscapes
             builder finds both splits; uada never trains on them).
         num_unseen_val: number of unseen-domain validation frames.
+        shift: the shift factors between the source and the other domains (`shift_factors`).
+            Defaults to every factor.
 
     Returns:
         A dict `{"source": path, "target": path, "unseen": path}` of the three domain folders.
@@ -622,13 +725,16 @@ def generate(
         if int(value) != value or value < 0:
             raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
     image_size = _check_image_size(image_size)
+    factors = shift_factors(shift)
     root = pathlib.Path(root)
     label_ids = _label_ids()
     palette = _label_palette()
+    pixels = {domain: np.zeros((256,), np.int64) for domain in DOMAINS}
 
     source = root / "source"
     for i in range(num_source):
-        image, label = draw_example("source", seed, i, image_size)
+        image, label = draw_example("source", seed, i, image_size, factors)
+        pixels["source"] += np.bincount(label.reshape(-1), minlength=256)
         _save_png(image, source / "images" / f"{i + 1:05d}.png")
         _save_png(label_ids[label], source / "labels" / f"{i + 1:05d}.png", palette)
 
@@ -641,7 +747,8 @@ def generate(
             for i in range(counts[split]):
                 city = cities[split][i % len(cities[split])]
                 stem = f"{city}_{i:06d}_000019"
-                image, label = draw_example(domain, seed, index, image_size)
+                image, label = draw_example(domain, seed, index, image_size, factors)
+                pixels[domain] += np.bincount(label.reshape(-1), minlength=256)
                 index += 1
                 folder = root / domain
                 _save_png(image, folder / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png")
@@ -650,4 +757,51 @@ def generate(
                     folder / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png",
                 )
         index = 0
+    frequencies = {domain: _frequencies(pixels[domain]) for domain in DOMAINS}
+    (root / CLASS_FREQUENCIES_FILE).write_text(json.dumps(frequencies, indent=2) + "\n")
+    (root / "shift.json").write_text(json.dumps({"shift": list(factors)}) + "\n")
     return {domain: root / domain for domain in DOMAINS}
+
+
+CLASS_FREQUENCIES_FILE = "class_frequencies.json"
+
+
+def _frequencies(counts):
+    """Pixel counts per train id (255 = ignore) -> `{class name: fraction, "ignore": fraction}`."""
+    total = max(int(counts.sum()), 1)
+    result = {name: counts[i] / total for i, name in enumerate(CLASS_NAMES)}
+    result["ignore"] = counts[IGNORE_LABEL] / total
+    return {name: float(value) for name, value in result.items()}
+
+
+def class_frequencies(root):
+    """Each domain's pixel frequency per class, as `generate` measured and wrote it.
+
+    Args:
+        root: a folder written by `generate`.
+
+    Returns:
+        `{domain: {class name: fraction of the domain's pixels, ..., "ignore": fraction}}`.
+
+    Raises:
+        FileNotFoundError: `root` holds no `class_frequencies.json` (not written by `generate`).
+    """
+    path = pathlib.Path(root) / CLASS_FREQUENCIES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: {root} was not written by `uada.data.demo.generate`."
+        )
+    return json.loads(path.read_text())
+
+
+def format_class_frequencies(frequencies):
+    """A Markdown table of `class_frequencies`' result: one row per class, % of pixels."""
+    domains = list(frequencies)
+    lines = [
+        "| class | " + " | ".join(f"{d} (%)" for d in domains) + " |",
+        "|---|" + "---:|" * len(domains),
+    ]
+    for name in (*CLASS_NAMES, "ignore"):
+        values = " | ".join(f"{100 * frequencies[d][name]:.2f}" for d in domains)
+        lines.append(f"| {name} | {values} |")
+    return "\n".join(lines) + "\n"

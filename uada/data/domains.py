@@ -14,7 +14,9 @@ A domain name (`Config.source`, `.target`, `.unseen`) is one of `DATASETS` (this
 `<manual_dir>` defaults to TFDS's `<data_dir>/downloads/manual` and `<data_dir>` to TFDS's default
 data directory. The demo domains (`uada.data.demo`) are generated on first use, deterministically
 from the run's seed and image size (`<tag>` names both), and prepared by the same TFDS builders as
-the real datasets, each demo domain into its own TFDS data directory beside its files.
+the real datasets, each demo domain into its own TFDS data directory beside its files. A run's
+`demo_shift` (the shift factors between the demo domains, `uada.data.demo`) other than `full`
+adds `_shift-<name>` to `<tag>`.
 
 Real datasets are read from the `"384x768"` builder config at the training resolution and from
 `"full"` for full-resolution evaluation; the demo domains are generated at the run's image size
@@ -76,6 +78,9 @@ def demo_root(config):
         f"seed{config.seed}_{height}x{width}_{config.demo_train_images}train_"
         f"{config.demo_val_images}val"
     )
+    shift = demo_lib.shift_name(config.demo_shift)
+    if shift != "full":  # the full shift keeps the tag it always had
+        tag += f"_shift-{shift}"
     return os.path.join(data_dir(config), "uada_demo", tag)
 
 
@@ -130,6 +135,7 @@ def ensure_demo(config):
         num_target_val=config.demo_val_images,
         num_unseen_train=1,
         num_unseen_val=config.demo_val_images,
+        shift=config.demo_shift,
     )
     os.replace(partial, root)
 
