@@ -118,7 +118,11 @@ def test_render_places_paper_and_measured_numbers():
 
 def test_plan_shares_runs_and_maps_demo_experiments():
     runs = tables.plan(2, demo=True, workdir_root="w", overrides=("train_steps=10",))
-    assert len(runs) == 10 and len(set(map(id, runs.values()))) == 10
+    assert len(runs) == 11 and len(set(map(id, runs.values()))) == 11
+    oracle = runs[tables.ORACLE].config  # the bound: trained on the demo target's labels
+    assert (oracle.mode, oracle.source, oracle.target) == (
+        "source_only", "demo_target", "demo_source")  # fmt: skip
+    assert runs[tables.ORACLE].workdirs[0] == "w/demo_tables/oracle_dan"
     run = runs["table2_split_batch_uada"]
     assert (run.config.source, run.config.target, run.config.unseen) == (
         "demo_source", "demo_target", ("demo_unseen",))  # fmt: skip
@@ -141,6 +145,67 @@ def test_plan_shares_runs_and_maps_demo_experiments():
         tables.plan(5)
     with pytest.raises(flags.IllegalFlagValueError, match="train_steps=-1"):
         tables.plan(1, overrides=("train_steps=-1",))
+
+
+def test_seeds_shift_and_weights_get_their_own_workdirs(tmp_path):
+    weights = tmp_path / "tiny.weights.h5"
+    weights.write_bytes(b"")  # the flag checks that the file exists; nothing is loaded here
+    overrides = ("train_steps=10", "demo_shift=appearance", f"weights={weights}")
+    runs = tables.plan(4, demo=True, workdir_root="w", overrides=overrides, seed=2)
+    run = runs["gta2cs"]
+    assert run.config.seed == 2 and run.config.demo_shift == ("appearance",)
+    assert run.workdirs == ["w/demo_tables/seed2/uada_dan_lambda0.01_shift-appearance_weights-tiny"]
+    assert tables.plan(4, workdir_root="w", seed=1)["gta2cs"].workdirs[0] == "w/seed1/gta2cs"
+    result = run_command("uada.reproduce", "--table=1,4", "--demo", "--dry_run", "--seeds=0,1",
+                         "--workdir_root=nowhere")  # fmt: skip
+    for seed in (0, 1):
+        assert f"train  nowhere/demo_tables/seed{seed}/oracle_dan  (gta2cs_target_oracle)" in (
+            result.stdout
+        )
+        assert f"--source=demo_target --target=demo_source --seed={seed}" in result.stdout
+    bad = run_command("uada.reproduce", "--table=4", "--dry_run", "--seeds=0,x", check=False)
+    assert bad.returncode != 0 and "--seeds" in bad.stderr
+
+
+def test_paired_difference_against_hand_computed_values():
+    a = {0: 30.0, 1: 33.0, 2: 36.0}
+    b = {0: 29.0, 1: 30.0, 2: 31.0, 3: 99.0}  # seed 3 has no partner: left out
+    # d = (1, 3, 5): mean 3, std (ddof 1) 2, SE 2 / sqrt(3) = 1.1547; 3 > 2.309: real.
+    mean, se, n, real = tables.paired_difference(a, b)
+    assert (mean, n, real) == (3.0, 3, True) and se == pytest.approx(2 / np.sqrt(3))
+    # d = (1, -3, 5): mean 1, std 4, SE 2.309; 1 < 4.6: not real.
+    mean, se, n, real = tables.paired_difference({0: 30.0, 1: 27.0, 2: 36.0}, b)
+    assert (mean, n, real) == (1.0, 3, False) and se == pytest.approx(4 / np.sqrt(3))
+    mean, se, n, real = tables.paired_difference({0: 30.0}, b)
+    assert (mean, n, real) == (1.0, 1, False) and np.isnan(se)
+    assert tables.summarize([28.0, 30.0, 32.0]) == (30.0, 2.0)
+
+
+def test_render_with_seeds_shows_mean_std_runs_and_paired_differences():
+    so = tables.parse_config(tables.experiment_argv("gta2cs_source_only", demo=True))
+    uada = tables.parse_config(tables.experiment_argv("gta2cs", demo=True))
+    oracle = tables.parse_config(tables.experiment_argv(tables.ORACLE, demo=True))
+
+    def per_seed(config, values):
+        return {seed: (config, _fake_results(demo_target=v)) for seed, v in enumerate(values)}
+
+    measured = {
+        "gta2cs_source_only": per_seed(so, [0.29, 0.30, 0.31]),
+        "gta2cs": per_seed(uada, [0.30, 0.33, 0.36]),
+        tables.ORACLE: {
+            seed: (oracle, {"demo_target": {"miou": v, "miou_19": v}, "demo_source": None})
+            for seed, v in enumerate([0.5, 0.6, 0.7])
+        },
+    }
+    lines = tables.render(4, measured, demo=True).splitlines()
+    assert "| source only | 62.2 | - | 34.8 | 30.0 ± 1.0 (29.0, 30.0, 31.0) |" in "\n".join(lines)
+    assert "| UADA | 62.7 | - | 38.2 | 33.0 ± 3.0 (30.0, 33.0, 36.0) |" in "\n".join(lines)
+    oracle_row = next(line for line in lines if line.startswith("| target oracle |"))
+    assert oracle_row.startswith("| target oracle | - | - | - | 60.0 ± 10.0 (50.0, 60.0, 70.0) |")
+    assert "paired by seed over 3 seeds" in "\n".join(lines)
+    assert "- UADA - source only (Cityscapes): +3.0 ± 1.2 (n=3): **real**" in lines
+    # d = (21, 30, 39): std 9, SE 9 / sqrt(3) = 5.2.
+    assert "- target oracle - source only (Cityscapes): +30.0 ± 5.2 (n=3): **real**" in lines
 
 
 def test_dry_run_command():
@@ -196,8 +261,10 @@ def test_reproduce_reuses_a_finished_run_and_trains_the_rest(smoke_run, tmp_path
     expected = 100 * smoke_run.results["demo_target"]["miou"]
     assert f"| 38.2 | {expected:.1f} |" in uada_row
     assert uada_row.endswith("| 27.4 | - |")  # the demo has no second unseen domain
-    # The source-only run was trained and is now reused.
+    # The source-only run and the oracle were trained and are now reused.
     assert (root / "demo_tables" / "source_only_dan" / "eval_384x768.json").is_file()
+    assert (root / "demo_tables" / "oracle_dan" / "eval_384x768.json").is_file()
+    assert "- UADA - source only (Cityscapes): " in text
     assert (root / "demo_tables" / "table4.md").read_text().startswith(text)
     plan = tables.describe(tables.plan(4, demo=True, workdir_root=str(root),
                                              overrides=overrides))  # fmt: skip

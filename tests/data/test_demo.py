@@ -40,7 +40,7 @@ def test_generate_is_deterministic_in_the_seed(tmp_path):
     assert a == b
     assert a.keys() == c.keys()
     different = sum(a[key] != c[key] for key in a)
-    assert different == len(a)  # every file changes with the seed
+    assert different == len(a) - 1  # every file changes with the seed but shift.json
 
 
 def test_layouts_and_label_files(tmp_path):
@@ -140,3 +140,85 @@ def test_command_line(tmp_path):
     )  # fmt: skip
     assert f"source: {tmp_path / 'source'}" in result.stdout.splitlines()
     assert len(list((tmp_path / "source" / "images").iterdir())) == 300
+    assert "Shift: full. Pixel frequency per class:" in result.stdout
+    assert "| road |" in result.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "uada.demo", f"--output={tmp_path / 'x'}", "--shift=colour"],
+        cwd=pathlib.Path(__file__).resolve().parents[2], capture_output=True, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "--shift" in bad.stderr and not (tmp_path / "x").exists()
+
+
+def test_shift_factors_and_groups():
+    assert demo.shift_factors(("full",)) == tuple(demo.FACTORS)
+    assert demo.shift_factors("appearance") == demo.APPEARANCE_FACTORS
+    assert demo.shift_factors(("camera", "color")) == ("color", "camera")  # FACTORS order
+    assert demo.shift_factors(("layout", "blur")) == ("blur", "camera", "objects")
+    assert demo.shift_name(("texture", "color", "blur", "noise", "haze", "exposure")) == (
+        "appearance"
+    )
+    assert demo.shift_name(("color", "camera")) == "color+camera"
+    # Every style parameter belongs to exactly one factor.
+    parameters = [p for members in demo.FACTORS.values() for p in members]
+    assert sorted(parameters) == sorted(demo.domain_style("source")) and len(set(parameters)) == len(
+        parameters
+    )
+    with pytest.raises(ValueError, match="colour"):
+        demo.shift_factors(("colour",))
+    with pytest.raises(ValueError, match=r"shift=\(\)"):
+        demo.shift_factors(())
+
+
+@pytest.mark.parametrize("domain", ["target", "unseen"])
+def test_a_domain_takes_its_own_value_only_for_the_shifted_factors(domain):
+    source, own = demo.domain_style("source"), demo.domain_style(domain)
+    assert demo.domain_style(domain, ("full",)) == own
+    assert demo.domain_style(domain, ("none",)) == source
+    for factor, members in demo.FACTORS.items():
+        style = demo.domain_style(domain, (factor,))
+        for parameter in style:
+            expected = own if parameter in members else source
+            assert style[parameter] == expected[parameter], (factor, parameter)
+
+
+def test_no_shift_draws_the_source_distribution_and_appearance_keeps_the_layout():
+    # With no shift the target is drawn from the source's distribution (other random draws):
+    # flat, saturated images, no ego vehicle.
+    image, label = demo.draw_example("target", 0, 0, shift=("none",))
+    assert not np.any(label == IGNORE_LABEL)
+    # Appearance only: the label maps follow the source's layout distribution (no ego vehicle,
+    # the source's horizon range), the images the target's look (texture: rougher than source).
+    labels = [demo.draw_example("target", 0, i, shift=("appearance",))[1] for i in range(6)]
+    assert not any(np.any(label == IGNORE_LABEL) for label in labels)
+    sky = demo.CLASS_NAMES.index("sky")
+    for label in labels:  # sky rows end at the horizon, in the source's range 0.38-0.48 of H
+        rows = np.flatnonzero((label == sky).any(axis=1))
+        assert rows.max() <= 0.48 * label.shape[0] + 1
+
+    def roughness(shift):
+        images = [demo.draw_example("target", 0, i, shift=shift)[0] for i in range(6)]
+        return np.mean([np.abs(np.diff(i.astype(float), axis=1)).mean() for i in images])
+
+    assert roughness(("appearance",)) > 1.3 * roughness(("none",))
+
+
+def test_class_frequencies_are_the_label_files_pixel_frequencies(tmp_path):
+    small = {**_SMALL, "num_source": 4}
+    demo.generate(tmp_path / "full", seed=0, **small)
+    demo.generate(tmp_path / "appearance", seed=0, shift=("appearance",), **small)
+    frequencies = demo.class_frequencies(tmp_path / "full")
+    assert set(frequencies) == set(demo.DOMAINS)
+    # Recount the target's frequencies from the label files themselves.
+    counts = np.zeros(256)
+    for path in (tmp_path / "full" / "target" / "gtFine").rglob("*_labelIds.png"):
+        train_ids = lookup_table("cityscapes")[np.array(Image.open(path))]
+        counts += np.bincount(train_ids.reshape(-1), minlength=256)
+    for index, name in enumerate(demo.CLASS_NAMES):
+        assert frequencies["target"][name] == pytest.approx(counts[index] / counts.sum())
+    assert frequencies["target"]["ignore"] == pytest.approx(counts[IGNORE_LABEL] / counts.sum())
+    assert frequencies["target"]["ignore"] > 0  # the ego vehicle
+    assert demo.class_frequencies(tmp_path / "appearance")["target"]["ignore"] == 0
+    assert "| road |" in demo.format_class_frequencies(frequencies)
+    with pytest.raises(FileNotFoundError, match="not written by"):
+        demo.class_frequencies(tmp_path / "source_missing")
