@@ -10,8 +10,8 @@ Each command defines only the flags it takes:
 - `define_evaluate_flags()`, `define_predict_flags()`, `define_export_flags()`: the commands
   that read the run's config from its workdir.
 - `define_retrieval_flags()`, `define_predict_grid_flags()`, `define_selection_flags()`,
-  `define_reproduce_flags()`: the analysis commands; `define_demo_flags()`:
-  `python -m uada.demo`.
+  `define_diagnostics_flags()`, `define_reproduce_flags()`: the analysis commands;
+  `define_demo_flags()`: `python -m uada.demo`.
 
 `train_config()` turns parsed training flags into the frozen `Config`. Library modules never read
 `FLAGS`; only the thin `main`s of the commands do, through this module.
@@ -433,6 +433,25 @@ def define_selection_flags(flag_values=flags.FLAGS):
         "The curve file in each workdir, e.g. eval_curve_384x768_adabn.csv.", flag_values=fv,
     )  # fmt: skip
     flags.DEFINE_string("output", None, "Also write the report to this file.", flag_values=fv)
+
+
+def define_diagnostics_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.diagnostics`."""
+    fv = flag_values
+    flags.DEFINE_list("workdirs", None, "Comma-separated run directories.", flag_values=fv)
+    flags.DEFINE_string(
+        "output", None, "Figure path (.png); the CSV is written beside it.", flag_values=fv
+    )
+    flags.mark_flags_as_required(["workdirs", "output"], flag_values=fv)
+    flags.DEFINE_list(
+        "names", None, "Legend names, one per workdir; default: the folder names.", flag_values=fv
+    )
+    flags.register_multi_flags_validator(
+        ["workdirs", "names"],
+        lambda values: values["names"] is None or len(values["names"]) == len(values["workdirs"]),
+        message="--names must give one name per --workdirs entry.",
+        flag_values=fv,
+    )
 
 
 def define_demo_flags(flag_values=flags.FLAGS):

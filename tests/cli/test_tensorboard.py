@@ -14,7 +14,8 @@ from uada.models import losses, schedules
 from uada.runs import trainer
 from uada.runs import workdir as workdir_lib
 
-SCALARS = ("loss", "seg_loss", "domain_loss", "confusion_loss", "domain_accuracy", "lr", "sigma",
+SCALARS = ("loss", "seg_loss", "domain_loss", "confusion_loss", "domain_accuracy",
+           "confusion_clipped_fraction", "confusion_gradient_ratio", "lr", "sigma",
            "skipped_steps")  # fmt: skip
 
 
@@ -61,6 +62,8 @@ def test_scalars_are_the_logged_values(smoke_run, events):
         assert scalars["sigma"][step] == pytest.approx(sigma, rel=1e-7)
         assert scalars["skipped_steps"][step] == 0
         assert 0 <= scalars["domain_accuracy"][step] <= 1
+        assert 0 <= scalars["confusion_clipped_fraction"][step] <= 1
+        assert scalars["confusion_gradient_ratio"][step] >= 0
         assert scalars["seg_loss"][step] > 0 and scalars["domain_loss"][step] > 0
     # loss is the G objective averaged over the steps since the last log: seg_loss + L2 term +
     # lambda * ramp * confusion_loss, the ramp being 0 for the first epoch (steps 1 and 2) and 1
@@ -75,6 +78,9 @@ def test_scalars_are_the_logged_values(smoke_run, events):
             losses.l2_regularization(model._conv_kernels, model.l2_regularization)
         )
     ramp = {2: 0.0, 4: 1.0}
+    # No confusion gradient reaches R during the ramp; after it, lambda 0.01 makes it small.
+    assert scalars["confusion_gradient_ratio"][2] == 0
+    assert scalars["confusion_gradient_ratio"][4] > 0
     for step in (2, 4):
         objective = scalars["seg_loss"][step] + (
             config.lambda_conf * ramp[step] * scalars["confusion_loss"][step]

@@ -2,12 +2,25 @@
 
 - `prediction_grid`: the paper's Figure 5, image / ground truth / one column per model;
 - `plot_eval_curve`: the mIoU of every checkpoint against the step (`uada.runs.eval_curve`);
-- `plot_retrieval_curves`: the paper's Figure 4 (`uada.analysis.retrieval`).
+- `plot_retrieval_curves`: the paper's Figure 4 (`uada.analysis.retrieval`);
+- `plot_adversarial_diagnostics`: the adversarial game of UADA runs over training, from their
+  TensorBoard scalars.
 """
+
+import csv
+import os
 
 import numpy as np
 
 from uada.data.labels import CLASS_NAMES, PALETTE, colorize
+from uada.runs import workdir as workdir_lib
+
+# The scalars `plot_adversarial_diagnostics` draws, one panel each (`UADAModel`, *Metrics*).
+ADVERSARIAL_DIAGNOSTICS = (
+    "domain_accuracy",
+    "confusion_clipped_fraction",
+    "confusion_gradient_ratio",
+)
 
 
 def prediction_grid(images, labels, predictions, path, *, title=None):
@@ -152,3 +165,87 @@ def plot_retrieval_curves(curves, path_stem, max_k=None):
         fig.savefig(p, dpi=150)
     plt.close(fig)
     return paths
+
+
+def plot_adversarial_diagnostics(runs, output):
+    """Plots the adversarial game of UADA runs against the G step, one line per run.
+
+    Three panels, from the scalars training wrote to each `WORKDIR/train` (TensorBoard):
+    `domain_accuracy` (D's accuracy), `confusion_clipped_fraction` (target positions whose
+    confusion term is clipped: no gradient) and `confusion_gradient_ratio`
+    (`||lambda * ramp * dL_conf/dZ|| / ||dL_seg/dZ||`, on a log axis when some value is
+    positive: the zeros of the ramp are then left out of the figure, not of the CSV). Each
+    value is the mean over the G steps since the previous log.
+
+    Args:
+        runs: list of `(name, workdir)` pairs, in legend order.
+        output: the figure's path (`.png`); a CSV with the columns `step, run, metric, value`
+            is written beside it (same stem, `.csv`).
+
+    Returns:
+        `(figure path, CSV path)`.
+
+    Raises:
+        ValueError: if `runs` is empty, or a workdir has none of a diagnostic's scalars (e.g. a
+            source-only run, or one trained before they were logged).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not runs:
+        raise ValueError(f"`runs` must list at least one (name, workdir). Received: {runs!r}")
+    series = {name: _training_scalars(workdir) for name, workdir in runs}
+    fig, axes = plt.subplots(1, len(ADVERSARIAL_DIAGNOSTICS), figsize=(13, 3.6), squeeze=False)
+    rows = []
+    for ax, metric in zip(axes[0], ADVERSARIAL_DIAGNOSTICS, strict=True):
+        for name, scalars in series.items():
+            steps, values = zip(*scalars[metric], strict=True)
+            ax.plot(steps, values, marker="o", markersize=2, label=name)
+            rows += [(step, name, metric, value) for step, value in scalars[metric]]
+        positive = any(value > 0 for scalars in series.values() for _, value in scalars[metric])
+        if metric == "confusion_gradient_ratio" and positive:
+            ax.set_yscale("log")
+        ax.set_title(metric, fontsize=10)
+        ax.set_xlabel("G step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(output, dpi=120)
+    plt.close(fig)
+    csv_path = os.path.splitext(output)[0] + ".csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["step", "run", "metric", "value"])
+        writer.writerows(rows)
+    return output, csv_path
+
+
+def _training_scalars(workdir):
+    """`{metric: [(step, value), ...] sorted by step}` of `ADVERSARIAL_DIAGNOSTICS` in
+    `WORKDIR/train` (the last value wins where a resumed run logged a step again)."""
+    from tensorboard.backend.event_processing import plugin_event_accumulator
+    from tensorboard.util import tensor_util
+
+    summary_dir = workdir_lib.summary_dir(workdir)
+    tags = set()
+    if os.path.isdir(summary_dir):
+        events = plugin_event_accumulator.EventAccumulator(
+            summary_dir, size_guidance={"tensors": 0}
+        ).Reload()  # TF2 scalars are stored as tensors
+        tags = set(events.Tags()["tensors"])
+    missing = [metric for metric in ADVERSARIAL_DIAGNOSTICS if metric not in tags]
+    if missing:
+        raise ValueError(
+            f"{summary_dir} holds no TensorBoard scalars {missing} (logged by UADA training "
+            f"in 'uada' mode). Received: workdir={workdir!r}"
+        )
+    scalars = {}
+    for metric in ADVERSARIAL_DIAGNOSTICS:
+        by_step = {
+            event.step: float(tensor_util.make_ndarray(event.tensor_proto))
+            for event in events.Tensors(metric)
+        }
+        scalars[metric] = sorted(by_step.items())
+    return scalars

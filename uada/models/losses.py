@@ -9,6 +9,7 @@ Every batch is laid out source first: the first `num_source` samples are source,
     L_reg  = 0.00017 * sum(w^2) / 2 over the conv kernels of R and S
 
 Clipping is `clip_by_value`: the gradient is zero where the value is clipped.
+`confusion_clipped_fraction` measures how many target positions that leaves without a gradient.
 """
 
 import tensorflow as tf
@@ -154,11 +155,45 @@ def confusion_loss(logits, num_source, *, clip=CONFUSION_LOSS_CLIP, epsilon=CONF
         A float32 scalar.
     """
     logits = tf.cast(logits, tf.float32)
-    per_position = tf.clip_by_value(-tf.math.log(tf.sigmoid(-logits) + epsilon), 0.0, clip)
+    per_position = tf.clip_by_value(_confusion_per_position(logits, epsilon), 0.0, clip)
     per_position = tf.where(
         _is_target(logits, num_source) > 0, per_position, tf.zeros_like(per_position)
     )
     return tf.reduce_mean(per_position)
+
+
+def _confusion_per_position(logits, epsilon):
+    """`-log(1 - sigmoid(l) + epsilon)` per position, unclipped, with `1 - sigmoid(l)` computed
+    as `sigmoid(-l)` (float32 logits)."""
+    return -tf.math.log(tf.sigmoid(-logits) + epsilon)
+
+
+def confusion_clipped_fraction(
+    logits, num_source, *, clip=CONFUSION_LOSS_CLIP, epsilon=CONFUSION_EPSILON
+):
+    """Fraction of the target positions whose confusion term is clipped (gets no gradient).
+
+        c = -log(1 - sigmoid(logit) + epsilon)   (the term of `confusion_loss` before its clip)
+        fraction = #{target positions with c < 0 or c > clip} / #{target positions}
+
+    With the defaults, `c > 2` where D's target probability `sigmoid(logit)` exceeds
+    `1 - e^-2 ~ 0.865`: there `clip_by_value` gives Z no gradient, so a D that is confident on
+    a target position no longer pushes it toward the source. Source positions never count.
+
+    Args:
+        logits: D's logits `[N, h, w, 1]`, source samples first.
+        num_source: number of leading source samples.
+        clip: upper clip per position, as in `confusion_loss`. Defaults to 2.
+        epsilon: added inside the log, as in `confusion_loss`. Defaults to 1e-9.
+
+    Returns:
+        A float32 scalar in [0, 1] (0 when there are no target positions).
+    """
+    logits = tf.cast(logits, tf.float32)
+    per_position = _confusion_per_position(logits, epsilon)
+    clipped = tf.cast((per_position < 0.0) | (per_position > clip), tf.float32)
+    is_target = tf.broadcast_to(_is_target(logits, num_source), tf.shape(logits))
+    return tf.reduce_sum(clipped * is_target) / tf.maximum(tf.reduce_sum(is_target), 1.0)
 
 
 def domain_accuracy(logits, num_source):

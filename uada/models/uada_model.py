@@ -1,6 +1,7 @@
 """`UADAModel`: the segmentation network with its UADA training step, and `build_uada_model`."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from uada.layers import domain_split
@@ -116,7 +117,14 @@ class UADAModel(keras.Model):
             `optimizer`).
 
     Metrics (`fit` logs): `loss` (the G objective), `seg_loss`, `lr`, `skipped_steps`, and in
-    `"uada"` mode `domain_loss`, `confusion_loss` (unweighted), `domain_accuracy` and `sigma`.
+    `"uada"` mode `domain_loss`, `confusion_loss` (unweighted), `domain_accuracy`, `sigma` and
+    two diagnostics of the adversarial game, computed from the G step's own forward and
+    backward pass (no extra pass):
+    `confusion_clipped_fraction`, the fraction of target positions whose confusion term D'
+    clips (no gradient: `losses.confusion_clipped_fraction`), and `confusion_gradient_ratio`,
+    `||lambda * ramp * dL_conf/dZ|| / ||dL_seg/dZ||` (Frobenius norms over Z, this replica's
+    batch), the size of the confusion gradient that actually reaches R relative to the
+    segmentation gradient; it is 0 during the ramp.
 
     Reference:
         Romijnders, Meletis, Dubbelman. *A Domain Agnostic Normalization Layer for Unsupervised
@@ -189,6 +197,8 @@ class UADAModel(keras.Model):
             self.domain_loss_tracker = keras.metrics.Mean(name="domain_loss")
             self.confusion_loss_tracker = keras.metrics.Mean(name="confusion_loss")
             self.domain_accuracy_tracker = keras.metrics.Mean(name="domain_accuracy")
+            self.clipped_fraction_tracker = keras.metrics.Mean(name="confusion_clipped_fraction")
+            self.gradient_ratio_tracker = keras.metrics.Mean(name="confusion_gradient_ratio")
         self.seg_optimizer = None
         self.domain_optimizer = None
         self.built = True
@@ -313,11 +323,14 @@ class UADAModel(keras.Model):
         """The losses one training step computes, without applying them (diagnostics).
 
         Runs the step on `data` like `compute_step_gradients` (same noise, same D, no variable
-        changes) and returns `{"loss": the G objective, "domain_loss": L_dom}` (`domain_loss`
-        only in `"uada"` mode), the losses whose gradients `compute_step_gradients` returns.
+        changes) and returns `{"loss": the G objective, "domain_loss": L_dom}`, the losses whose
+        gradients `compute_step_gradients` returns, and the step's
+        `confusion_clipped_fraction` and `confusion_gradient_ratio` (all but `loss` only in
+        `"uada"` mode; see "Metrics" in the class docstring).
         """
         logs, _ = self._step(data, apply_updates=False)
-        return {name: logs[name] for name in ("loss", "domain_loss") if name in logs}
+        names = ("loss", "domain_loss", "confusion_clipped_fraction", "confusion_gradient_ratio")
+        return {name: logs[name] for name in names if name in logs}
 
     @property
     def _domain_variables(self):
@@ -356,7 +369,8 @@ class UADAModel(keras.Model):
         """One step of Eq. 2 (class docstring); the guards are `uada.models.step_guard`'s.
 
         Returns `(logs, None)` with `apply_updates`, else (diagnostics, nothing changes)
-        `({"loss", "domain_loss", "sigma"}, (domain_gradients, generator_gradients))`.
+        `({"loss", "domain_loss", "sigma", "confusion_clipped_fraction",
+        "confusion_gradient_ratio"}, (domain_gradients, generator_gradients))`.
         """
         source_images, source_labels, target_images = self._unpack(data)
         num_source = int(source_images.shape[0])  # per replica
@@ -392,14 +406,24 @@ class UADAModel(keras.Model):
             scaled_g_loss = self.seg_optimizer.scale_loss(g_loss)
 
         g_variables = self._generator_variables
+        # The gradient with respect to Z comes from the same backward pass (diagnostics only).
+        *g_grads, z_grad = tape.gradient(scaled_g_loss, g_variables + [z])
         g_grads, g_grads_finite = step_guard.reduce_gradients(
-            tape.gradient(scaled_g_loss, g_variables), self.seg_optimizer, self.gradient_clip
+            g_grads, self.seg_optimizer, self.gradient_clip
         )
         total = step_guard.sum_over_replicas(g_loss)
         g_losses_finite = finite & tf.math.is_finite(total)
+        diagnostics = {}
+        if self.mode == "uada":
+            diagnostics = {
+                "confusion_clipped_fraction": losses.confusion_clipped_fraction(
+                    conf_logits, num_source
+                ),
+                "confusion_gradient_ratio": _confusion_gradient_ratio(z_grad, num_source),
+            }
         if not apply_updates:
             step_guard.restore_unless(tf.constant(False), self._state_variables, moving_statistics)
-            return {**logs, "loss": total}, (d_grads, g_grads)
+            return {**logs, **diagnostics, "loss": total}, (d_grads, g_grads)
         applied, g_overflow = step_guard.apply_or_skip(
             self.seg_optimizer, g_grads, g_variables,
             losses_finite=g_losses_finite, grads_finite=g_grads_finite,
@@ -409,7 +433,7 @@ class UADAModel(keras.Model):
             applied, d_overflow | g_overflow, self.skipped_steps, self._consecutive_skips
         )
         self._invalid_label_steps.assign_add(tf.cast(invalid_labels > 0, tf.int64))
-        self._update_metrics(applied, total, global_seg_loss, conf_loss)
+        self._update_metrics(applied, total, global_seg_loss, conf_loss, diagnostics)
         return self._logs(learning_rate, logs), None
 
     def _domain_step(self, z, num_source, step, finite, apply_updates, logs):
@@ -474,13 +498,17 @@ class UADAModel(keras.Model):
         global_sum, global_count = global_sum_count[0], global_sum_count[1]
         return seg_sum / tf.maximum(global_count, 1.0), global_sum / tf.maximum(global_count, 1.0)
 
-    def _update_metrics(self, applied, loss, seg_loss, confusion_loss):
-        """Adds an applied step's G losses to the metrics (a skipped step adds nothing)."""
+    def _update_metrics(self, applied, loss, seg_loss, confusion_loss, diagnostics):
+        """Adds an applied step's G losses and `diagnostics` (`{tracker name: value}`, empty
+        unless `"uada"`) to the metrics (a skipped step adds nothing)."""
         weight = tf.cast(applied, tf.float32)
         step_guard.update_mean(self.loss_tracker, loss, weight)
         step_guard.update_mean(self.seg_loss_tracker, seg_loss, weight)
         if confusion_loss is not None:
             step_guard.update_mean(self.confusion_loss_tracker, confusion_loss, weight)
+        for tracker in self._domain_trackers:
+            if tracker.name in diagnostics:
+                step_guard.update_mean(tracker, diagnostics[tracker.name], weight)
 
     def _logs(self, learning_rate, step_logs):
         """The logs `fit` shows: the metrics' means over the applied steps, `lr`, the step's
@@ -501,7 +529,13 @@ class UADAModel(keras.Model):
     def _domain_trackers(self):
         if self.mode != "uada":
             return []
-        return [self.domain_loss_tracker, self.confusion_loss_tracker, self.domain_accuracy_tracker]
+        return [
+            self.domain_loss_tracker,
+            self.confusion_loss_tracker,
+            self.domain_accuracy_tracker,
+            self.clipped_fraction_tracker,
+            self.gradient_ratio_tracker,
+        ]
 
     def _sigma(self, step):
         return schedules.instance_noise_sigma(
@@ -620,6 +654,21 @@ def build_uada_model(mode="uada", backbone="resnet50", norm="dan", output_stride
         representation, head, domain_classifier, mode=mode, num_classes=num_classes,
         lambda_conf=lambda_conf, **kwargs,
     )  # fmt: skip
+
+
+def _confusion_gradient_ratio(z_grad, num_source):
+    """`||lambda * ramp * dL_conf/dZ|| / ||dL_seg/dZ||` from `z_grad`, the G objective's
+    gradient with respect to Z `[N, h, w, C]` (float32 scalar).
+
+    S sees only the source rows of Z, D is per-position (1x1 convs, no normalization: no
+    coupling between samples) and L_conf is 0 on source positions, and L_reg does not depend on
+    Z; so the source rows of `z_grad` are dL_seg/dZ and its target rows lambda * ramp *
+    dL_conf/dZ, exactly. A loss scale multiplies both and cancels.
+    """
+    z_grad = tf.cast(z_grad, tf.float32)
+    seg_norm = tf.norm(tf.reshape(z_grad[:num_source], [-1]))
+    conf_norm = tf.norm(tf.reshape(z_grad[num_source:], [-1]))
+    return conf_norm / tf.maximum(seg_norm, np.finfo(np.float32).tiny)
 
 
 def _conv_kernels(model):

@@ -24,7 +24,8 @@ In this order:
    names missing or unreadable files is an error (`CorruptCheckpointError`), never a silent
    restart from scratch (`uada.runs.workdir`).
 5. Training runs G steps with Keras' progress bar, TensorBoard summaries in `WORKDIR/train`
-   (`tf.summary.scalar`: losses, lr, sigma, domain accuracy, skipped steps, every `log_every`
+   (`tf.summary.scalar`: losses, lr, sigma, domain accuracy, the confusion term's clipped
+   fraction and gradient ratio (`UADAModel`, *Metrics*), skipped steps, every `log_every`
    steps; `tf.summary.image`: image | ground truth | prediction of two source and two target
    validation images, at step 1 and every `image_summary_every` steps), and a checkpoint every
    `checkpoint_every` steps and at the end (`tf.train.CheckpointManager`: the state file is
@@ -234,7 +235,7 @@ def _train_loop(model, config, workdir, iterator, step, total_steps, manager, st
     model.make_train_function()
     guard = TrainingGuard()
     guard.set_model(model)
-    summary_dir = os.path.join(workdir, "train")
+    summary_dir = workdir_lib.summary_dir(workdir)
     # A refused summary write (TensorBoard) is a `WorkdirWriteError`, as a checkpoint's is.
     summaries = functools.partial(
         write_errors.writing, summary_dir, lambda: manager.latest_checkpoint
@@ -277,8 +278,9 @@ def _save_checkpoint(manager, step):
         manager.save(checkpoint_number=step)
 
 
-_LOG_NAMES = ("loss", "seg_loss", "domain_loss", "confusion_loss", "domain_accuracy", "lr",
-              "sigma", "skipped_steps")  # fmt: skip
+_LOG_NAMES = ("loss", "seg_loss", "domain_loss", "confusion_loss", "domain_accuracy",
+              "confusion_clipped_fraction", "confusion_gradient_ratio", "lr", "sigma",
+              "skipped_steps")  # fmt: skip
 
 
 def _image_summary_batches(config):

@@ -4,6 +4,7 @@
       config.json          the run's `Config` (`write_config`, `load_config`)
       flags.txt            the same as flags: `python -m uada.train --flagfile=WORKDIR/flags.txt`
       checkpoints/         `tf.train.CheckpointManager`'s `ckpt-<step>` files and state file
+      train/               TensorBoard summaries of training (`uada.runs.trainer`)
 
 A workdir that already holds a run with another configuration is refused (`write_config` names
 the differing fields; only bookkeeping fields such as `train_steps` or `checkpoint_every` may
@@ -35,6 +36,7 @@ from uada.models import build_uada_model, framework_internals, schedules
 CONFIG_FILE = "config.json"
 FLAGS_FILE = "flags.txt"
 CHECKPOINT_DIR = "checkpoints"
+SUMMARY_DIR = "train"
 
 # Fields that may differ between the runs of one workdir: they do not change what a step computes.
 _RESUMABLE_CHANGES = frozenset(
@@ -136,6 +138,11 @@ def build_model(config, steps_per_epoch=schedules.STEPS_PER_EPOCH):
 
 def checkpoint_dir(workdir):
     return os.path.join(workdir, CHECKPOINT_DIR)
+
+
+def summary_dir(workdir):
+    """Where training writes its TensorBoard summaries."""
+    return os.path.join(workdir, SUMMARY_DIR)
 
 
 def latest_checkpoint(workdir):

@@ -1,0 +1,93 @@
+"""`plot_adversarial_diagnostics` and `python -m uada.diagnostics` on event files written here
+with `tf.summary`, as training writes them."""
+
+import csv
+
+import pytest
+import tensorflow as tf
+from conftest import run_command
+from PIL import Image
+
+from uada.analysis import figures
+from uada.runs import workdir as workdir_lib
+
+
+def _write_run(workdir, scalars):
+    """Writes `{tag: {step: value}}` to `WORKDIR/train` as `tf.summary.scalar`s."""
+    writer = tf.summary.create_file_writer(workdir_lib.summary_dir(str(workdir)))
+    with writer.as_default():
+        for tag, series in scalars.items():
+            for step, value in series.items():
+                tf.summary.scalar(tag, value, step=step)
+    writer.close()
+
+
+RUN_A = {
+    "domain_accuracy": {2: 0.5, 4: 0.75},
+    "confusion_clipped_fraction": {2: 0.0, 4: 0.25},
+    "confusion_gradient_ratio": {2: 0.0, 4: 0.125},
+    "loss": {2: 3.0, 4: 2.5},  # not drawn
+}
+RUN_B = {
+    "domain_accuracy": {10: 0.625},
+    "confusion_clipped_fraction": {10: 0.5},
+    "confusion_gradient_ratio": {10: 2.0},
+}
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    _write_run(tmp_path / "a", RUN_A)
+    _write_run(tmp_path / "b", RUN_B)
+    return [("UADA DAN", str(tmp_path / "a")), ("UADA BN", str(tmp_path / "b"))]
+
+
+def _expected_rows():
+    rows = []
+    for metric in figures.ADVERSARIAL_DIAGNOSTICS:
+        for name, run in (("UADA DAN", RUN_A), ("UADA BN", RUN_B)):
+            rows += [[str(step), name, metric, value] for step, value in run[metric].items()]
+    return rows
+
+
+def _read_csv(path):
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    return rows[0], [[step, run, metric, float(value)] for step, run, metric, value in rows[1:]]
+
+
+def test_diagnostics_figure_and_csv(two_runs, tmp_path):
+    png, csv_path = figures.plot_adversarial_diagnostics(two_runs, str(tmp_path / "d.png"))
+    assert csv_path == str(tmp_path / "d.csv")
+    header, rows = _read_csv(csv_path)
+    assert header == ["step", "run", "metric", "value"]
+    assert rows == _expected_rows()  # the logged values are exact in float32
+    width, height = Image.open(png).size
+    assert width > 2 * height  # three panels side by side
+
+
+def test_a_workdir_without_the_scalars_is_named(two_runs, tmp_path):
+    _write_run(tmp_path / "source_only", {"loss": {2: 1.0}, "domain_accuracy": {2: 0.5}})
+    runs = [*two_runs, ("source only", str(tmp_path / "source_only"))]
+    with pytest.raises(ValueError, match=r"'confusion_clipped_fraction'.*source_only'"):
+        figures.plot_adversarial_diagnostics(runs, str(tmp_path / "d.png"))
+    with pytest.raises(ValueError, match="workdir='.*never_trained'"):
+        figures.plot_adversarial_diagnostics(
+            [("x", str(tmp_path / "never_trained"))], str(tmp_path / "d.png")
+        )
+    assert not (tmp_path / "d.png").exists()
+
+
+def test_diagnostics_command(two_runs, tmp_path):
+    (_, a), (_, b) = two_runs
+    output = tmp_path / "figures" / "diagnostics.png"
+    output.parent.mkdir()
+    result = run_command(
+        "uada.diagnostics", f"--workdirs={a},{b}", "--names=UADA DAN,UADA BN", f"--output={output}"
+    )
+    assert str(output) in result.stdout
+    assert _read_csv(output.with_suffix(".csv"))[1] == _expected_rows()
+    failed = run_command(
+        "uada.diagnostics", f"--workdirs={a}", "--names=a,b", f"--output={output}", check=False
+    )
+    assert failed.returncode != 0 and "--names must give one name per" in failed.stderr
