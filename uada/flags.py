@@ -175,8 +175,9 @@ def _register_train_validators(fv):
     )
     rule(
         ["backbone", "weights"],
-        lambda backbone, weights: backbone == "resnet50" or weights == "none",
-        "--backbone=resnet_tiny has no pretrained weights: use --weights=none.",
+        lambda backbone, weights: backbone == "resnet50" or weights != "imagenet",
+        "--backbone=resnet_tiny has no ImageNet weights: use --weights=none or a weights file "
+        "of resnet_tiny (e.g. written by python -m uada.pretrain).",
     )
     rule(
         ["image_size", "output_stride"],
