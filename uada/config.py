@@ -73,7 +73,8 @@ class Config:
     norm: str = _field("dan", "Normalization in R.", enum=NORMALIZATIONS)
     backbone: str = _field("resnet50", "Backbone.", enum=BACKBONES)
     weights: str = _field(
-        "imagenet", "Backbone weights: 'imagenet', 'none' or a path to Keras ResNet-50 weights."
+        "imagenet",
+        "Backbone weights: 'imagenet', 'none' or a path to a Keras weights file of the backbone.",
     )
     output_stride: int = _field(8, "Output stride of the backbone.", enum=OUTPUT_STRIDES)
     image_size: tuple[int, ...] = _field((384, 768), "Image height,width.")

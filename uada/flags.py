@@ -11,7 +11,8 @@ Each command defines only the flags it takes:
   that read the run's config from its workdir.
 - `define_retrieval_flags()`, `define_predict_grid_flags()`, `define_selection_flags()`,
   `define_diagnostics_flags()`, `define_reproduce_flags()`: the analysis commands;
-  `define_demo_flags()`: `python -m uada.demo`.
+  `define_demo_flags()`: `python -m uada.demo`; `define_pretrain_flags()`:
+  `python -m uada.pretrain`.
 
 `train_config()` turns parsed training flags into the frozen `Config`. Library modules never read
 `FLAGS`; only the thin `main`s of the commands do, through this module.
@@ -183,8 +184,9 @@ def _register_train_validators(fv):
     )
     rule(
         ["backbone", "weights"],
-        lambda backbone, weights: backbone == "resnet50" or weights == "none",
-        "--backbone=resnet_tiny has no pretrained weights: use --weights=none.",
+        lambda backbone, weights: backbone == "resnet50" or weights != "imagenet",
+        "--backbone=resnet_tiny has no ImageNet weights: use --weights=none or a weights file "
+        "of resnet_tiny (e.g. written by python -m uada.pretrain).",
     )
     rule(
         ["image_size", "output_stride"],
@@ -474,6 +476,27 @@ def define_demo_flags(flag_values=flags.FLAGS):
         message=f"--shift must be a comma-separated list of {list(demo.SHIFT_NAMES)}.",
         flag_values=fv,
     )
+
+
+def define_pretrain_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.pretrain` (pretrains `resnet_tiny`)."""
+    fv = flag_values
+    flags.DEFINE_string(
+        "output", None, "The weights file to write (ending in .weights.h5).", flag_values=fv
+    )
+    flags.mark_flag_as_required("output", flag_values=fv)
+    flags.register_validator(
+        "output",
+        lambda value: value is None or value.endswith(".weights.h5"),
+        message="--output must be a file name ending in .weights.h5.",
+        flag_values=fv,
+    )
+    from uada.runs import pretraining  # the default lives with `pretrain_resnet_tiny`
+
+    flags.DEFINE_integer(
+        "steps", pretraining.DEFAULT_STEPS, "Training steps.", lower_bound=1, flag_values=fv
+    )
+    flags.DEFINE_integer("seed", 0, "Seed of the images and the initialization.", flag_values=fv)
 
 
 def define_reproduce_flags(tables, flag_values=flags.FLAGS):

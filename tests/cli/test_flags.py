@@ -83,6 +83,18 @@ def test_bad_training_flags_are_named(argv, message):
         parse_train_flags("--flagfile=experiments/base.flags", "--workdir=x", *argv)
 
 
+def test_resnet_tiny_takes_a_weights_file(tmp_path):
+    path = tmp_path / "resnet_tiny.weights.h5"
+    path.write_bytes(b"")  # the flags check that it exists; build_backbone reads it
+    config = parse_train_flags(
+        "--flagfile=experiments/demo.flags", "--workdir=x", f"--weights={path}"
+    )
+    assert (config.backbone, config.weights) == ("resnet_tiny", str(path))
+    with pytest.raises(flags.IllegalFlagValueError, match="--weights"):
+        parse_train_flags("--flagfile=experiments/demo.flags", "--workdir=x",
+                          f"--weights={tmp_path / 'missing.weights.h5'}")  # fmt: skip
+
+
 def test_unknown_flag_in_an_experiment_file_fails(tmp_path):
     path = tmp_path / "bad.flags"
     path.write_text("--flagfile=experiments/base.flags\n--lambda=0.1\n")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from uada.layers import DomainAgnosticNormalization, SplitBatchNormalization
-from uada.models import build_backbone
+from uada.models import ImagePreprocessing, build_backbone
+from uada.models.backbones import PREPROCESSING, build_base_model
 
 NORM_CLASSES = {
     "none": keras.layers.Identity,
@@ -72,8 +73,9 @@ def test_preprocessing_matches_keras_resnet50_preprocess_input():
         ({"name": "resnet18"}, "name='resnet18'"),
         ({"output_stride": 4}, "output_stride=4"),
         ({"norm": "bn"}, "norm='bn'"),
-        ({"name": "resnet_tiny", "weights": "imagenet"}, "weights='imagenet'"),
+        ({"name": "resnet_tiny", "weights": "imagenet"}, "'resnet_tiny'.*weights='imagenet'"),
         ({"weights": "weights.npz"}, "weights='weights.npz'"),
+        ({"name": "resnet_tiny", "weights": "tiny.weights"}, "weights='tiny.weights'"),
     ],
 )
 def test_invalid_arguments_are_named(kwargs, match):
@@ -81,10 +83,11 @@ def test_invalid_arguments_are_named(kwargs, match):
         build_backbone(**kwargs)
 
 
-def test_missing_weights_file_is_named(tmp_path):
+@pytest.mark.parametrize("name", ["resnet50", "resnet_tiny"])
+def test_missing_weights_file_is_named(name, tmp_path):
     path = str(tmp_path / "missing.weights.h5")
     with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
-        build_backbone("resnet50", weights=path)
+        build_backbone(name, weights=path)
 
 
 @pytest.mark.parametrize("name", ["resnet50", "resnet_tiny"])
@@ -165,3 +168,59 @@ def test_folded_biases_give_keras_resnet50_features(norm, resnet50_weights):
     assert np.abs(expected).max() > 0
     relative_error = np.abs(got - expected).max() / np.abs(expected).max()
     assert relative_error < 1e-4, relative_error
+
+
+def _randomized(model, seed):
+    """`model` with random BN parameters and statistics and random conv biases (see
+    `resnet50_weights`: the defaults would hide an uncopied or unfolded value)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32")
+                               for w in layer.get_weights()])  # fmt: skip
+        elif isinstance(layer, keras.layers.Conv2D):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.uniform(-0.5, 0.5, bias.shape).astype("float32")])
+    return model
+
+
+@pytest.fixture(scope="module")
+def resnet_tiny_weights(tmp_path_factory):
+    """A plain `resnet_tiny` base with random kernels, conv biases and BN statistics, saved."""
+    keras.utils.set_random_seed(3)
+    reference = _randomized(build_base_model("resnet_tiny"), seed=3)
+    path = tmp_path_factory.mktemp("weights") / "tiny.weights.h5"
+    reference.save_weights(path)
+    return str(path), reference
+
+
+@pytest.mark.parametrize("norm", ["batch", "dan"])
+def test_resnet_tiny_weights_file_gives_the_base_models_features(norm, resnet_tiny_weights):
+    """Loaded, its biases dropped and folded, resnet_tiny at inference equals the saved base
+    model behind its preprocessing."""
+    path, reference = resnet_tiny_weights
+    backbone = build_backbone("resnet_tiny", norm, 32, weights=path, input_shape=(64, 64, 3))
+    images = np.random.default_rng(4).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    expected = reference(ImagePreprocessing(PREPROCESSING)(images), training=False)
+    got = keras.ops.convert_to_numpy(backbone(images, training=False))
+    expected = keras.ops.convert_to_numpy(expected)
+    assert np.abs(expected).max() > 0
+    relative_error = np.abs(got - expected).max() / np.abs(expected).max()
+    assert relative_error < 1e-5, relative_error
+    # The weights came from the file, not from a fresh network: the kernels are the reference's.
+    np.testing.assert_array_equal(
+        backbone.get_layer("conv3_block1_2_conv").kernel.numpy(),
+        reference.get_layer("conv3_block1_2_conv").kernel.numpy(),
+    )
+
+
+def test_resnet50_weights_file_into_resnet_tiny_is_named(resnet50_weights):
+    path, _ = resnet50_weights
+    with pytest.raises(ValueError, match=r"r50\.weights\.h5.*'resnet_tiny'"):
+        build_backbone("resnet_tiny", "dan", 8, weights=path)
+
+
+def test_resnet_tiny_weights_file_into_resnet50_is_named(resnet_tiny_weights):
+    path, _ = resnet_tiny_weights
+    with pytest.raises(ValueError, match=r"tiny\.weights\.h5.*'resnet50'"):
+        build_backbone("resnet50", "dan", 8, weights=path)

@@ -589,8 +589,19 @@ def _draw_scene(rng, style, height, width):
     return np.asarray(canvas.image), np.asarray(canvas.label), horizon
 
 
-def _render(rng, image, horizon, style):
-    """Applies a domain's camera look to a drawn scene; returns uint8 RGB."""
+def render(rng, image, horizon, style):
+    """Applies a camera look to a drawn image; returns uint8 RGB.
+
+    In order: multiplicative texture, Gaussian blur, saturation, colour cast and brightness,
+    contrast, distance haze below `horizon`, vignette, sensor noise.
+
+    Args:
+        rng: the `np.random.Generator` of the texture and the noise.
+        image: uint8 or float RGB `[H, W, 3]` in [0, 255].
+        horizon: the row above which the haze is at full strength.
+        style: a dict with the keys of `domain_style`'s look: `texture`, `blur`, `saturation`,
+            `gain`, `brightness`, `contrast`, `haze`, `vignette`, `noise`.
+    """
     h, w, _ = image.shape
     x = image.astype(np.float32)
     if style["texture"] > 0:
@@ -634,13 +645,15 @@ def draw_example(domain, seed, index, image_size=(128, 256), shift=("full",)):
         `(image, label)`: uint8 RGB `[H, W, 3]` and uint8 train ids `[H, W]` (255 = ignore).
     """
     style = domain_style(domain, shift)
-    height, width = _check_image_size(image_size)
+    height, width = check_image_size(image_size)
     rng = np.random.default_rng([int(seed), DOMAINS.index(domain), int(index)])
     drawn, label, horizon = _draw_scene(rng, style, height, width)
-    return _render(rng, drawn, horizon, style), label
+    return render(rng, drawn, horizon, style), label
 
 
-def _check_image_size(image_size):
+def check_image_size(image_size):
+    """Returns `image_size` as `(height, width)` ints; raises a ValueError naming it unless both
+    are at least 16."""
     if len(image_size) != 2 or min(image_size) < 16:
         raise ValueError(
             "`image_size` must be (height, width), both at least 16. "
@@ -724,7 +737,7 @@ def generate(
     ):
         if int(value) != value or value < 0:
             raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
-    image_size = _check_image_size(image_size)
+    image_size = check_image_size(image_size)
     factors = shift_factors(shift)
     root = pathlib.Path(root)
     label_ids = _label_ids()

@@ -21,10 +21,14 @@
   every convolution) are folded into the following layer's moving mean
   (`moving_mean -= bias`): exact at inference, and absorbed by the batch statistics in training
   (instance normalization removes a per-channel constant exactly, so it needs no fold);
-- an `ImagePreprocessing` layer ("caffe", the preprocessing of Keras' ResNet-50 weights) is put
-  in front, so the backbone takes RGB images in [0, 255].
+- an `ImagePreprocessing` layer (`PREPROCESSING`, "caffe": the preprocessing of Keras' ResNet-50
+  weights) is put in front, so the backbone takes RGB images in [0, 255].
 
-Dilation does not change any kernel shape, so pretrained weights copy over unchanged.
+Dilation does not change any kernel shape, so pretrained weights copy over unchanged. Weights
+come from ImageNet (`weights="imagenet"`, ResNet-50 only) or from a Keras weights file of the
+plain base model that `build_base_model(name)` builds (Keras' ResNet-50 without its top, or
+`resnet_tiny`, e.g. pretrained by `uada.runs.pretraining.pretrain_resnet_tiny`); a file is read
+by the same checks and errors for both.
 """
 
 import os
@@ -36,6 +40,9 @@ from uada.models.preprocessing import ImagePreprocessing
 
 BACKBONES = ("resnet50", "resnet_tiny")
 OUTPUT_STRIDES = (8, 16, 32)
+# The input preprocessing of every backbone (`ImagePreprocessing` mode): Keras' ResNet-50 weights
+# expect it, and weights pretrained for `resnet_tiny` are trained behind it.
+PREPROCESSING = "caffe"
 
 # Stage name -> dilation of its 3x3 convolutions (and stride 1 in its first block).
 _STAGE_DILATION = {8: {"conv4": 2, "conv5": 4}, 16: {"conv5": 2}, 32: {}}
@@ -43,6 +50,9 @@ _STAGE_DILATION = {8: {"conv4": 2, "conv5": 4}, 16: {"conv5": 2}, 32: {}}
 # "resnet_tiny": the ResNet v1 layout with one bottleneck block per stage and narrow widths.
 _TINY_STEM_FILTERS = 16
 _TINY_STAGE_FILTERS = (8, 16, 32, 64)  # bottleneck widths of conv2..conv5; outputs are 4x these
+# Keras' ResNet-50 BN epsilon: weights trained in the plain network see (almost) the epsilon of the
+# normalizations `build_backbone` puts in their place (1e-5), not Keras' default 1e-3.
+_TINY_BN_EPSILON = 1.001e-5
 
 
 def build_backbone(name="resnet50", norm="dan", output_stride=8, weights=None, *,
@@ -56,8 +66,11 @@ def build_backbone(name="resnet50", norm="dan", output_stride=8, weights=None, *
         norm: the normalization at every BN position, one of `uada.layers.NORMALIZATIONS`.
         output_stride: 8 (the paper), 16 or 32.
         weights: `None` (random initialization), `"imagenet"` (Keras downloads and caches the
-            ResNet-50 weights), or the path to a Keras ResNet-50 (`include_top=False`) weights
-            file (`.weights.h5` or legacy `.h5`). Only `None` for `"resnet_tiny"`.
+            ResNet-50 weights; `"resnet50"` only), or the path to a Keras weights file
+            (`.weights.h5` or legacy `.h5`) of the plain base model `build_base_model(name)`:
+            Keras' ResNet-50 without its top, or `resnet_tiny` (e.g. written by
+            `python -m uada.pretrain`). The file's weights are those of a network fed through
+            `ImagePreprocessing(PREPROCESSING)`.
         input_shape: `(H, W, 3)`; `None` for a spatial size accepts any size.
         synchronized: all-reduce the normalization statistics across replicas under
             `tf.distribute` (`batch`, `split_batch`, `dan`).
@@ -75,25 +88,66 @@ def build_backbone(name="resnet50", norm="dan", output_stride=8, weights=None, *
             f"`output_stride` must be one of {OUTPUT_STRIDES}. "
             f"Received: output_stride={output_stride!r}"
         )
-    if name == "resnet50":
-        base = _resnet50(weights, input_shape)
-    else:
-        if weights is not None:
-            raise ValueError(
-                f"The backbone 'resnet_tiny' has no pretrained weights; `weights` must be None. "
-                f"Received: weights={weights!r}"
-            )
-        base = _resnet_tiny(input_shape)
+    base = build_base_model(name, weights, input_shape=input_shape)
     return _dilate_and_swap_normalization(
         base, norm, output_stride, synchronized, name=f"{name}_os{output_stride}"
     )
 
 
-def _resnet50(weights, input_shape):
-    if weights is None or weights == "imagenet":
+def build_base_model(name="resnet50", weights=None, *, input_shape=(None, None, 3)):
+    """Builds the plain ResNet v1 that `build_backbone` dilates: Keras BN, convolution biases.
+
+    Its weights are what a weights file for `build_backbone` holds: write one with
+    `build_base_model(name).save_weights(path)` (the model takes preprocessed images:
+    put `ImagePreprocessing(PREPROCESSING)` in front when training it).
+
+    Args:
+        name: `"resnet50"` (Keras Applications' ResNet-50, `include_top=False`) or
+            `"resnet_tiny"`.
+        weights: `None`, `"imagenet"` (`"resnet50"` only) or the path to a Keras weights file of
+            this model (`.weights.h5` or legacy `.h5`).
+        input_shape: `(H, W, 3)`; `None` for a spatial size accepts any size.
+
+    Returns:
+        A functional `keras.Model` named `"resnet50"` or `"resnet_tiny"`, output stride 32.
+
+    Raises:
+        ValueError: `name` or `weights` is not one of the accepted values, or the file does not
+            hold this model's weights (the message names the file and the backbone).
+        FileNotFoundError: the weights file does not exist.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"`name` must be one of {BACKBONES}. Received: name={name!r}")
+    if weights == "imagenet" and name == "resnet50":
         return keras.applications.ResNet50(
-            include_top=False, weights=weights, input_shape=input_shape
+            include_top=False, weights="imagenet", input_shape=input_shape
         )
+    if weights == "imagenet":
+        raise ValueError(
+            f"The backbone {name!r} has no ImageNet weights; `weights` must be None or the path "
+            f"to a Keras weights file of it. Received: weights={weights!r}"
+        )
+    path = None if weights is None else _weights_file(weights)
+    if name == "resnet50":
+        model = keras.applications.ResNet50(
+            include_top=False, weights=None, input_shape=input_shape
+        )
+    else:
+        model = _resnet_tiny(input_shape)
+    if path is not None:
+        try:
+            model.load_weights(path)
+        except ValueError as error:
+            raise ValueError(
+                f"The weights file {path!r} does not hold the weights of the backbone {name!r} "
+                f"(a Keras weights file of `build_base_model({name!r})`): "
+                f"{str(error).splitlines()[0]}"
+            ) from error
+    return model
+
+
+def _weights_file(weights):
+    """Checks that `weights` names an existing Keras weights file; returns its path."""
     if not isinstance(weights, str | os.PathLike):
         raise ValueError(
             f"`weights` must be None, 'imagenet' or the path to a weights file. "
@@ -107,9 +161,7 @@ def _resnet50(weights, input_shape):
         )
     if not os.path.exists(path):
         raise FileNotFoundError(f"`weights` file not found. Received: weights={path!r}")
-    model = keras.applications.ResNet50(include_top=False, weights=None, input_shape=input_shape)
-    model.load_weights(path)
-    return model
+    return path
 
 
 def _resnet_tiny(input_shape):
@@ -117,7 +169,7 @@ def _resnet_tiny(input_shape):
     inputs = keras.Input(shape=input_shape, name="input_layer")
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     x = keras.layers.Conv2D(_TINY_STEM_FILTERS, 7, strides=2, name="conv1_conv")(x)
-    x = keras.layers.BatchNormalization(name="conv1_bn")(x)
+    x = _tiny_batch_norm("conv1_bn")(x)
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
@@ -129,17 +181,21 @@ def _resnet_tiny(input_shape):
 def _bottleneck_v1(x, filters, stride, name):
     """ResNet v1 bottleneck with a projection shortcut: 1x1 (stride) -> 3x3 -> 1x1 (4x)."""
     shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(x)
-    shortcut = keras.layers.BatchNormalization(name=f"{name}_0_bn")(shortcut)
+    shortcut = _tiny_batch_norm(f"{name}_0_bn")(shortcut)
     x = keras.layers.Conv2D(filters, 1, strides=stride, name=f"{name}_1_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_1_bn")(x)
+    x = _tiny_batch_norm(f"{name}_1_bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_1_relu")(x)
     x = keras.layers.Conv2D(filters, 3, padding="same", name=f"{name}_2_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_2_bn")(x)
+    x = _tiny_batch_norm(f"{name}_2_bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_2_relu")(x)
     x = keras.layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_3_bn")(x)
+    x = _tiny_batch_norm(f"{name}_3_bn")(x)
     x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
     return keras.layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def _tiny_batch_norm(name):
+    return keras.layers.BatchNormalization(epsilon=_TINY_BN_EPSILON, name=name)
 
 
 def _dilate_and_swap_normalization(base, norm, output_stride, synchronized, name):
@@ -166,7 +222,7 @@ def _dilate_and_swap_normalization(base, norm, output_stride, synchronized, name
         return layer.__class__.from_config(config)
 
     first_layer = base.layers[1].name  # the layer that consumes the images
-    preprocessing = ImagePreprocessing("caffe", name="preprocessing")
+    preprocessing = ImagePreprocessing(PREPROCESSING, name="preprocessing")
 
     def call_function(layer, *args, **kwargs):
         if layer.name == first_layer:

@@ -625,7 +625,8 @@ def build_uada_model(mode="uada", backbone="resnet50", norm="dan", output_stride
         backbone: `"resnet50"` or `"resnet_tiny"` (see `build_backbone`).
         norm: normalization of R, one of `uada.layers.NORMALIZATIONS`. S always uses DAN.
         output_stride: 8 (the paper), 16 or 32.
-        weights: `None`, `"imagenet"` or the path to a Keras ResNet-50 weights file.
+        weights: `None`, `"imagenet"` (ResNet-50 only) or the path to a Keras weights file of
+            the backbone's base model (see `build_backbone`).
         image_size: `(H, W)` of training and inference images. Defaults to (384, 768).
         num_classes: number of classes. Defaults to 19.
         lambda_conf: weight of the confusion loss. Defaults to 0.01.
