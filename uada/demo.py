@@ -4,9 +4,9 @@
 
 Prints one line per domain, `<domain>: <folder>`, then each domain's pixel frequency per class
 (also written to `DIR/class_frequencies.json`). `--shift` selects the shift factors between the
-source and the other domains (`uada.data.demo`: e.g. `appearance`, `layout`, `color,camera`). Training on the demo domains
-(`--source=demo_source`) generates them by itself; this command is for looking at them, or for
-preparing them with the real datasets' TFDS builders by hand.
+source and the other domains (`uada.data.demo`: e.g. `appearance`, `layout`, `color,camera`).
+Training on the demo domains (`--source=demo_source`) generates them by itself; this command is
+for looking at them, or for preparing them with the real datasets' TFDS builders by hand.
 """
 
 from absl import app, flags

@@ -161,9 +161,8 @@ def test_shift_factors_and_groups():
     assert demo.shift_name(("color", "camera")) == "color+camera"
     # Every style parameter belongs to exactly one factor.
     parameters = [p for members in demo.FACTORS.values() for p in members]
-    assert sorted(parameters) == sorted(demo.domain_style("source")) and len(set(parameters)) == len(
-        parameters
-    )
+    assert sorted(parameters) == sorted(demo.domain_style("source"))
+    assert len(set(parameters)) == len(parameters)
     with pytest.raises(ValueError, match="colour"):
         demo.shift_factors(("colour",))
     with pytest.raises(ValueError, match=r"shift=\(\)"):

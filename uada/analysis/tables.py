@@ -697,8 +697,14 @@ def reproduce(table, *, demo=False, workdir_root="workdirs", overrides=(), dry_r
         The rendered Markdown table, or with `dry_run` the plan (nothing is trained).
     """
     plans = {
-        seed: plan(table, demo=demo, workdir_root=workdir_root, overrides=overrides,
-                   experiments_dir=experiments_dir, seed=seed)  # fmt: skip
+        seed: plan(
+            table,
+            demo=demo,
+            workdir_root=workdir_root,
+            overrides=overrides,
+            experiments_dir=experiments_dir,
+            seed=seed,
+        )  # fmt: skip
         for seed in (seeds or (None,))
     }
     lines = [line for runs in plans.values() for line in describe(runs)]
