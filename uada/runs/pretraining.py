@@ -125,6 +125,9 @@ def _save_weights_atomically(model, path):
         handle, temporary = tempfile.mkstemp(suffix=".weights.h5", dir=folder)
         os.close(handle)
         model.save_weights(temporary, overwrite=True)
+        umask = os.umask(0)  # mkstemp makes the file private; give it a normal file's mode
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except OSError as error:
         raise OSError(f"Cannot write the weights file {path!r}: {error}") from error
