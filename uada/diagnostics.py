@@ -6,8 +6,9 @@
 Reads the TensorBoard scalars each run's training wrote to `WORKDIR/train` and draws, against the
 G step, one line per run: `domain_accuracy`, `confusion_clipped_fraction` and
 `confusion_gradient_ratio` (`uada.models.UADAModel`, *Metrics*). Writes `--output` and, beside
-it, a CSV with the columns `step, run, metric, value`. The work is
-`uada.analysis.figures.plot_adversarial_diagnostics`'s.
+it, a CSV with the columns `step, run, metric, value`, and prints each run's mean of the three
+over the last quarter of training. The work is
+`uada.analysis.figures.plot_adversarial_diagnostics`'s and `summarize_adversarial_diagnostics`'s.
 """
 
 import os
@@ -23,12 +24,13 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     fv = flags.FLAGS
     names = fv.names or [os.path.basename(os.path.normpath(w)) for w in fv.workdirs]
+    runs = list(zip(names, fv.workdirs, strict=True))
     try:
-        paths = figures.plot_adversarial_diagnostics(
-            list(zip(names, fv.workdirs, strict=True)), fv.output
-        )
+        paths = figures.plot_adversarial_diagnostics(runs, fv.output)
+        text, _ = figures.summarize_adversarial_diagnostics(runs)
     except ValueError as error:
         raise app.UsageError(str(error)) from error
+    print(text)
     print("Written " + ", ".join(paths))
 
 

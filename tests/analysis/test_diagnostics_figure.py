@@ -66,6 +66,21 @@ def test_diagnostics_figure_and_csv(two_runs, tmp_path):
     assert width > 2 * height  # three panels side by side
 
 
+def test_summary_averages_the_last_part_of_training(two_runs):
+    text, means = figures.summarize_adversarial_diagnostics(two_runs)
+    # Run A logged steps 2 and 4: the last quarter (step > 3) is step 4 alone.
+    assert means["UADA DAN"] == {
+        "domain_accuracy": 0.75, "confusion_clipped_fraction": 0.25,
+        "confusion_gradient_ratio": 0.125,
+    }  # fmt: skip
+    _, means = figures.summarize_adversarial_diagnostics(two_runs, last_fraction=1.0)
+    assert means["UADA DAN"]["domain_accuracy"] == 0.625  # (0.5 + 0.75) / 2
+    assert means["UADA BN"]["confusion_gradient_ratio"] == 2.0
+    assert "| UADA DAN | 0.75 | 0.25 | 0.125 |" in text
+    with pytest.raises(ValueError, match="last_fraction=0"):
+        figures.summarize_adversarial_diagnostics(two_runs, last_fraction=0)
+
+
 def test_a_workdir_without_the_scalars_is_named(two_runs, tmp_path):
     _write_run(tmp_path / "source_only", {"loss": {2: 1.0}, "domain_accuracy": {2: 0.5}})
     runs = [*two_runs, ("source only", str(tmp_path / "source_only"))]
@@ -86,6 +101,7 @@ def test_diagnostics_command(two_runs, tmp_path):
         "uada.diagnostics", f"--workdirs={a},{b}", "--names=UADA DAN,UADA BN", f"--output={output}"
     )
     assert str(output) in result.stdout
+    assert "| UADA BN | 0.625 | 0.5 | 2 |" in result.stdout
     assert _read_csv(output.with_suffix(".csv"))[1] == _expected_rows()
     failed = run_command(
         "uada.diagnostics", f"--workdirs={a}", "--names=a,b", f"--output={output}", check=False

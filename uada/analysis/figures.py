@@ -222,6 +222,48 @@ def plot_adversarial_diagnostics(runs, output):
     return output, csv_path
 
 
+def summarize_adversarial_diagnostics(runs, *, last_fraction=0.25):
+    """The diagnostics of each run at the end of training, as a Markdown table.
+
+    For each run and each of `ADVERSARIAL_DIAGNOSTICS`: the mean of the logged values whose step
+    lies in the last `last_fraction` of the run's logged steps (each logged value is itself the
+    mean over the G steps since the previous log).
+
+    Args:
+        runs: list of `(name, workdir)` pairs, as for `plot_adversarial_diagnostics`.
+        last_fraction: the part of training averaged, in (0, 1]. Defaults to the last quarter.
+
+    Returns:
+        `(text, {name: {metric: mean}})`.
+
+    Raises:
+        ValueError: as `plot_adversarial_diagnostics`, or `last_fraction` is not in (0, 1].
+    """
+    if not 0 < last_fraction <= 1:
+        raise ValueError(
+            f"`last_fraction` must be in (0, 1]. Received: last_fraction={last_fraction!r}"
+        )
+    means = {}
+    for name, workdir in runs:
+        scalars = _training_scalars(workdir)
+        means[name] = {}
+        for metric in ADVERSARIAL_DIAGNOSTICS:
+            last_step = scalars[metric][-1][0]
+            start = last_step * (1 - last_fraction)
+            values = [value for step, value in scalars[metric] if step > start]
+            means[name][metric] = float(np.mean(values))
+    lines = [
+        f"Mean over the last {100 * last_fraction:g}% of the logged steps:",
+        "",
+        "| run | " + " | ".join(ADVERSARIAL_DIAGNOSTICS) + " |",
+        "|---|" + "---:|" * len(ADVERSARIAL_DIAGNOSTICS),
+    ]
+    for name, values in means.items():
+        cells = " | ".join(f"{values[metric]:.3g}" for metric in ADVERSARIAL_DIAGNOSTICS)
+        lines.append(f"| {name} | {cells} |")
+    return "\n".join(lines) + "\n", means
+
+
 def _training_scalars(workdir):
     """`{metric: [(step, value), ...] sorted by step}` of `ADVERSARIAL_DIAGNOSTICS` in
     `WORKDIR/train` (the last value wins where a resumed run logged a step again)."""
