@@ -8,6 +8,12 @@ names its table and row here instead of repeating them. `plan` turns a table int
 runs, `describe` says what would run, `run_all` trains or reuses them and `render` prints the table
 with the paper's and the measured numbers side by side.
 
+Beyond the paper, every table carries the bounds of adaptation (a source-only row and the target
+oracle, `ORACLE`: trained on the target's labels with the same budget) and its comparisons
+(`Table.differences`). With several seeds (`reproduce(..., seeds=...)`) each cell renders as mean
+± sample standard deviation with the individual runs, and each comparison as a difference paired
+by seed with its standard error, called real only beyond 2 SE (`paired_difference`).
+
 Experiment files are read from an explicit folder (`experiments_dir`, default `./experiments`), so
 this works from an installed package and never changes the process's directory: a relative
 `--flagfile=experiments/base.flags` line inside an experiment file is resolved against the folder
