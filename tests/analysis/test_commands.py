@@ -283,6 +283,8 @@ def test_table2_has_an_adabn_row_from_the_source_only_dan_run():
     lines = tables.render(2, measured, demo=True).splitlines()
     assert "| DAN | 34.8 | 30.0 | 38.2 | - |" in lines
     assert "| DAN + AdaBN (target statistics) | - | 33.0 | - | - |" in lines
+    # One run per cell: the differences without an error bar, named by row and column.
+    assert "- DAN + AdaBN (target statistics) - DAN (source only): +3.0" in lines
 
 
 def test_run_all_adds_the_adabn_evaluation_of_a_finished_run(smoke_run, tmp_path):

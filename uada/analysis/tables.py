@@ -680,7 +680,12 @@ def _render_differences(spec, cell_values):
         if not cell_values.get(a) or not cell_values.get(b):
             continue
         mean, se, n, real = paired_difference(cell_values[a], cell_values[b])
-        what = f"- {a[0]} - {b[0]}" + (f" ({a[1]})" if a[1] == b[1] else f" ({a[1]} - {b[1]})")
+        if a[0] == b[0]:  # one row, two columns: "none: UADA - source only"
+            what = f"- {a[0]}: {a[1]} - {b[1]}"
+        elif a[1] == b[1]:  # two rows, one column: "UADA - source only (Cityscapes)"
+            what = f"- {a[0]} - {b[0]} ({a[1]})"
+        else:
+            what = f"- {a[0]} ({a[1]}) - {b[0]} ({b[1]})"
         if n >= 2:
             verdict = "**real**" if real else "within noise"
             lines.append(f"{what}: {mean:+.1f} ± {se:.1f} (n={n}): {verdict}")
