@@ -111,15 +111,7 @@ def resnet50_weights(tmp_path_factory):
     unnoticed.
     """
     keras.utils.set_random_seed(1)
-    reference = keras.applications.ResNet50(weights=None, include_top=False)
-    rng = np.random.default_rng(1)
-    for layer in reference.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32")
-                               for w in layer.get_weights()])  # fmt: skip
-        elif isinstance(layer, keras.layers.Conv2D):
-            kernel, bias = layer.get_weights()
-            layer.set_weights([kernel, rng.uniform(-0.5, 0.5, bias.shape).astype("float32")])
+    reference = _randomized(keras.applications.ResNet50(weights=None, include_top=False), 1)
     path = tmp_path_factory.mktemp("weights") / "r50.weights.h5"
     reference.save_weights(path)
     return str(path), {layer.name: layer.get_weights() for layer in reference.layers}
