@@ -206,12 +206,10 @@ def domain_style(domain, shift=("full",)):
         A dict with the keys `horizon`, `road_width`, `counts`, `saturation`, `texture`, `blur`,
         `noise`, `gain`, `brightness`, `contrast`, `vignette`, `haze`, `ego_vehicle`.
     """
-    own = _own_style(domain)
-    source = _own_style("source")
-    for factor in FACTORS:
-        if factor not in shift_factors(shift):
-            for parameter in FACTORS[factor]:
-                own[parameter] = source[parameter]
+    own, source, shifted = _own_style(domain), _own_style("source"), shift_factors(shift)
+    for factor, parameters in FACTORS.items():
+        if factor not in shifted:
+            own.update({parameter: source[parameter] for parameter in parameters})
     return own
 
 
