@@ -1,8 +1,8 @@
 """How the command lines report the errors a user can act on: one line, no traceback.
 
-`python -m uada.train`, `uada.reproduce` and `uada.evaluate` run inside `reported(...)`: an
-error of the listed classes (a locked workdir, a refused write, a run stopped by a signal) prints
-its message as one line on stderr and exits with the error's `exit_code` (1 if it has none).
+Every command line runs inside `reported(...)`: an error of the listed classes (a locked workdir,
+a refused write, a run stopped by a signal, a damaged checkpoint) prints its message (one line, a
+few for a damaged checkpoint) on stderr and exits with the error's `exit_code` (1 if it has none).
 absl's `--verbosity=1` (or `-v 1`) also logs the traceback. Any other exception keeps Python's
 traceback.
 """
@@ -13,12 +13,18 @@ import sys
 from absl import logging
 
 from uada.runs import preemption, workdir_lock, write_errors
+from uada.runs import workdir as workdir_lib
+
+# What a command that restores checkpoints reports in a few lines: a damaged checkpoint, one of
+# another configuration, an unparsable checkpoint state.
+CHECKPOINT_ERRORS = (workdir_lib.DamagedCheckpointError, workdir_lib.CorruptCheckpointError)
 
 # What a training command (`uada.train`, `uada.reproduce`) reports in one line.
 TRAINING_ERRORS = (
     workdir_lock.WorkdirLockedError,
     preemption.TrainingInterrupted,
     write_errors.WorkdirWriteError,
+    *CHECKPOINT_ERRORS,
 )
 
 

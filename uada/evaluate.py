@@ -15,6 +15,10 @@ Domains default to the run's source, target and unseen domains, each on its vali
 Results are printed as a Markdown table and written into the workdir as `eval_<resolution>.json`
 and `eval_<resolution>.md` (`--output_json` chooses the JSON file; the table goes beside it with
 the suffix `.md`); `uada.runs.evaluation` describes their contents and the resolutions.
+
+A damaged checkpoint (files missing, truncated or failing their checksum) is an error of a few
+lines naming it, the reason and the intact checkpoints to pass with `--checkpoint` (exit status
+1; `--verbosity=1` adds the traceback); `--checkpoints=all` skips it and lists it.
 """
 
 from absl import app
@@ -57,5 +61,6 @@ def main(argv):
 
 if __name__ == "__main__":
     uada_flags.define_evaluate_flags()
-    with command_errors.reported(write_errors.WorkdirWriteError):  # one line, exit status 1
+    # One line (a few for a damaged checkpoint), exit status 1.
+    with command_errors.reported(write_errors.WorkdirWriteError, *command_errors.CHECKPOINT_ERRORS):
         app.run(main)

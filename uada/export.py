@@ -15,6 +15,7 @@ logits = model.serve(tf.zeros([2, 384, 768, 3]))
 
 from absl import app
 
+from uada import command_errors
 from uada import flags as uada_flags
 from uada.runs import inference
 from uada.runs import workdir as workdir_lib
@@ -30,4 +31,5 @@ def main(argv):
 
 if __name__ == "__main__":
     uada_flags.define_export_flags()
-    app.run(main)
+    with command_errors.reported(*command_errors.CHECKPOINT_ERRORS):  # a few lines, status 1
+        app.run(main)

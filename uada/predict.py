@@ -18,6 +18,7 @@ import sys
 
 from absl import app
 
+from uada import command_errors
 from uada import flags as uada_flags
 from uada.runs import inference
 from uada.runs import workdir as workdir_lib
@@ -44,4 +45,5 @@ def main(argv):
 
 if __name__ == "__main__":
     uada_flags.define_predict_flags()
-    app.run(main)
+    with command_errors.reported(*command_errors.CHECKPOINT_ERRORS):  # a few lines, status 1
+        app.run(main)

@@ -13,6 +13,7 @@ present. The format follows the extension of `--output` (`.png`, `.pdf`). The wo
 
 from absl import app, flags
 
+from uada import command_errors
 from uada import flags as uada_flags
 from uada.analysis import prediction_grid
 
@@ -35,4 +36,5 @@ def main(argv):
 if __name__ == "__main__":
     uada_flags.define_predict_grid_flags()
     flags.adopt_module_key_flags(uada_flags)  # --help lists them
-    app.run(main)
+    with command_errors.reported(*command_errors.CHECKPOINT_ERRORS):  # a few lines, status 1
+        app.run(main)

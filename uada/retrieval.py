@@ -20,6 +20,7 @@ Writes into `--output`:
 import numpy as np
 from absl import app, flags
 
+from uada import command_errors
 from uada import flags as uada_flags
 from uada.analysis import retrieval as retrieval_lib
 
@@ -56,4 +57,5 @@ def main(argv):
 if __name__ == "__main__":
     uada_flags.define_retrieval_flags()
     flags.adopt_module_key_flags(uada_flags)  # --help lists them
-    app.run(main)
+    with command_errors.reported(*command_errors.CHECKPOINT_ERRORS):  # a few lines, status 1
+        app.run(main)

@@ -6,13 +6,16 @@ The workdir defaults to `workdirs/<name>`.
 
 Parses the flags once (`uada.flags`), builds the frozen `Config`, writes it into the workdir
 (`flags.txt`, `config.json`) and calls `uada.runs.trainer.train_and_evaluate`. Rerunning the same
-command resumes from the workdir's latest checkpoint. Run from the repository root (experiment
-files include `experiments/base.flags` by a relative path).
+command resumes from the workdir's latest checkpoint; a damaged one (files missing, truncated or
+failing their checksum) is named, moved into `checkpoints/damaged/`, and the run resumes from the
+newest intact one (`uada.runs.workdir`). Run from the repository root (experiment files include
+`experiments/base.flags` by a relative path).
 
 Exit status: 0 when the run is trained and evaluated; 130 (SIGINT) or 143 (SIGTERM) when a
-signal stopped it after checkpointing (`uada.runs.preemption`); 1 with a one-line message when
-another run holds the workdir (`uada.runs.workdir_lock`) or the filesystem refused a write
-(`uada.runs.write_errors`); `--verbosity=1` adds their tracebacks.
+signal stopped it after checkpointing (`uada.runs.preemption`); 1 with a short message when
+another run holds the workdir (`uada.runs.workdir_lock`), the filesystem refused a write
+(`uada.runs.write_errors`), or no checkpoint of the workdir can be restored (each one tried is
+listed); `--verbosity=1` adds their tracebacks.
 """
 
 import sys

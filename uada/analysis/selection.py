@@ -47,7 +47,8 @@ from uada.runs import workdir as workdir_lib
 
 SIGNALS = ("domain_accuracy", "target_entropy", "retrieval_alignment")
 SELECTIONS = ("last", *SIGNALS)
-CURVE_COLUMNS = ("step", "domain", "miou", "miou_19", *SIGNALS)
+# `damaged`: why a checkpoint cannot be read (its one row has no numbers); empty for the others.
+CURVE_COLUMNS = ("step", "domain", "miou", "miou_19", *SIGNALS, "damaged")
 
 # How each signal is read: (score of a value, higher is better; the words for the best value).
 _ORIENTATION = {
@@ -133,13 +134,15 @@ def _cell(value):
 
 
 def read_curve(path):
-    """Reads `write_curve`'s CSV: a list of dicts, `step` an int, empty cells `None`."""
+    """Reads `write_curve`'s CSV: a list of dicts, `step` an int, empty cells `None`; the rows of
+    damaged checkpoints (no numbers) are left out."""
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    missing = [name for name in CURVE_COLUMNS if rows and name not in rows[0]]
+        rows = [row for row in csv.DictReader(f) if not row.get("damaged")]
+    missing = [name for name in CURVE_COLUMNS[:-1] if rows and name not in rows[0]]
     if missing:
         raise ValueError(f"{path} is not an evaluation curve: no column(s) {missing}.")
     for row in rows:
+        row.pop("damaged", None)
         row["step"] = int(row["step"])
         for name in ("miou", "miou_19", *SIGNALS):
             row[name] = float(row[name]) if row[name] else None

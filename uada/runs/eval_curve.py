@@ -5,7 +5,9 @@
         [--adapt_statistics=none|target] [--resolution=...] [--domains=...] [--max_images=N]
 
 For each checkpoint the workdir keeps (`uada.runs.workdir.all_checkpoints`; train with
-`--keep_checkpoints=0` to keep every one), oldest first:
+`--keep_checkpoints=0` to keep every one), oldest first, unless it is damaged (its files cannot be
+read completely: `uada.runs.workdir.damage`; it is then skipped, named in a warning, in the
+curve and in the reported table's note):
 
 1. the per-domain IoU (`uada.runs.evaluation.evaluate_model`, with AdaBN if asked), cached in
    `DIR/eval_checkpoints/<resolution>_adapt-<none|target>_images-<N|all>/ckpt-<step>.json`;
@@ -19,9 +21,10 @@ then written again, is recomputed). From the cache the command writes
 
 - `DIR/eval_curve.csv` (`eval_curve_<resolution>[_adabn].csv` for another resolution than the
   run's or with AdaBN): one row per checkpoint and domain, columns `step, domain, miou,
-  miou_19, domain_accuracy, target_entropy, retrieval_alignment`. The signals belong to the
-  checkpoint and are repeated on each of its domain rows; `domain_accuracy` is empty for runs
-  without a domain classifier. mIoU and signals are fractions, the entropy in nats;
+  miou_19, domain_accuracy, target_entropy, retrieval_alignment, damaged`. The signals belong to
+  the checkpoint and are repeated on each of its domain rows; `domain_accuracy` is empty for runs
+  without a domain classifier. mIoU and signals are fractions, the entropy in nats. A damaged
+  checkpoint has one row with only its step and, under `damaged`, why it cannot be read;
 - `DIR/eval_curve.png` (same stem): mIoU per domain against the step, the selected checkpoint
   marked;
 - `DIR/eval_<resolution>[_adabn]_select_<select>.json` and `.md`: the per-domain table of the
@@ -65,6 +68,7 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
 
     Raises:
         FileNotFoundError: the workdir has no checkpoint.
+        uada.runs.workdir.DamagedCheckpointError: every checkpoint is damaged.
         ValueError: `select` is unknown or needs a signal the run does not have.
     """
     if select not in selection.SELECTIONS:
@@ -91,11 +95,17 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
     )
     signals_dir = os.path.join(workdir, CACHE_DIR, f"signals_{images_tag}")
     model = None
-    rows, per_step = [], {}
+    rows, per_step, damaged = [], {}, {}
     progbar = keras.utils.Progbar(len(prefixes), unit_name="checkpoint")
     for index, prefix in enumerate(prefixes):
         name = os.path.basename(prefix)
         step = checkpoint_step(prefix)
+        reason = workdir_lib.damage(prefix)
+        if reason is not None:  # skipped, and listed in the curve and the note
+            logging.warning("%s (step %d) is damaged, skipped: %s.", name, step, reason)
+            damaged[prefix] = reason
+            progbar.update(index + 1)
+            continue
         results_path = os.path.join(results_dir, f"{name}.json")
         signals_path = os.path.join(signals_dir, f"{name}.json")
         results = _read_cached(results_path, "results", prefix) or {}
@@ -131,14 +141,29 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
                 }
             )
 
+    if not rows:
+        raise workdir_lib.DamagedCheckpointError(
+            f"Every checkpoint of {workdir_lib.checkpoint_dir(workdir)} is damaged; nothing was "
+            f"evaluated:\n{workdir_lib.damaged_lines(damaged)}",
+            damaged,
+        )
     step, reason = selection.select_checkpoint(rows, select)
     note = f"Reporting checkpoint ckpt-{step} (step {step}): {reason}."
+    if damaged:
+        note += (
+            " Damaged checkpoints, skipped: "
+            + "; ".join(f"{prefix} ({why})" for prefix, why in damaged.items())
+            + "."
+        )
     logging.info(note)
     suffix = "_adabn" if adapt_statistics == "target" else ""
     stem = "eval_curve" if (resolution, suffix) == (config.eval_resolution, "") else (
         f"eval_curve_{resolution}{suffix}"
     )  # fmt: skip
-    selection.write_curve(os.path.join(workdir, f"{stem}.csv"), rows)
+    listed = [{"step": checkpoint_step(p), "damaged": why} for p, why in damaged.items()]
+    selection.write_curve(
+        os.path.join(workdir, f"{stem}.csv"), sorted(rows + listed, key=lambda r: r["step"])
+    )
     figures.plot_eval_curve(
         rows, os.path.join(workdir, f"{stem}.png"), selected=step,
         selected_label=f"reported: step {step} (--select={select})",

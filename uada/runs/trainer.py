@@ -20,9 +20,13 @@ In this order:
 4. The latest checkpoint of `WORKDIR/checkpoints` is restored: model, both optimizers, the step and
    the data iterator's position (everything a step depends on: the instance noise and the
    augmentation are functions of the step and of the data position), so a resumed run continues
-   exactly where the last checkpoint left it. A checkpoint state that cannot be read or that
-   names missing or unreadable files is an error (`CorruptCheckpointError`), never a silent
-   restart from scratch (`uada.runs.workdir`).
+   exactly where the last checkpoint left it. A damaged checkpoint (files missing, truncated, or
+   failing TensorFlow's checksum) is named in one warning line and moved into
+   `WORKDIR/checkpoints/damaged/`, and the run resumes from the newest intact one
+   (`uada.runs.workdir.resume_checkpoint`); when every checkpoint is damaged, a checkpoint state
+   cannot be parsed, or a checkpoint belongs to another configuration, the run stops with an
+   error (`DamagedCheckpointError`, `CorruptCheckpointError`), never a silent restart from
+   scratch.
 5. Training runs G steps with Keras' progress bar, TensorBoard summaries in `WORKDIR/train`
    (`tf.summary.scalar`: losses, lr, sigma, domain accuracy, the confusion term's clipped
    fraction and gradient ratio (`UADAModel`, *Metrics*), skipped steps, every `log_every`
@@ -113,6 +117,9 @@ def train_and_evaluate(config, workdir):
             checkpointing the step it reached.
         uada.runs.write_errors.WorkdirWriteError: the filesystem refused a checkpoint or output
             write.
+        uada.runs.workdir.DamagedCheckpointError: every checkpoint of the workdir is damaged.
+        uada.runs.workdir.CorruptCheckpointError: the checkpoint state cannot be parsed, or the
+            checkpoint belongs to a run of another configuration.
     """
     # The strategy comes first: MultiWorkerMirroredStrategy must exist before any other op.
     strategy = distribute.get_strategy(config.strategy)
@@ -126,11 +133,14 @@ def train_and_evaluate(config, workdir):
 
 
 def _train_and_evaluate(config, workdir, strategy, chief):
+    # Before anything is built: the checkpoint to resume from, damaged ones set aside (by the
+    # chief, which writes the workdir); a corrupt state or only damaged checkpoints stop the run.
     if chief:
         with write_errors.writing(workdir, lambda: workdir_lib.latest_checkpoint(workdir)):
             workdir_lib.write_config(config, workdir)
-    # A corrupt checkpoint state stops the run before anything is built.
-    prefix = workdir_lib.latest_checkpoint(workdir)
+            prefix = workdir_lib.resume_checkpoint(workdir)
+    else:
+        prefix = workdir_lib.resume_checkpoint(workdir, set_aside=False)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
