@@ -122,6 +122,17 @@ def finish_training(workdir, data_dir, *extra):
     return result
 
 
+@pytest.fixture(scope="session")
+def uninterrupted_run(tmp_path_factory, data_dir, smoke_run):
+    """An uninterrupted `train_command` run (checkpoints 4, 6, 8 kept) and the values of its final
+    checkpoint, the reference of the resumption tests. (`smoke_run` prepares the demo data
+    first.)"""
+    workdir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    finish_training(workdir, data_dir)
+    final = checkpoint_values(os.path.join(workdir, "checkpoints", "ckpt-8"))
+    return types.SimpleNamespace(workdir=str(workdir), final=final)
+
+
 def checkpoint_values(prefix):
     """A checkpoint's tensors, except the iterator state and the save counter (bookkeeping)."""
     reader = tf.train.load_checkpoint(prefix)

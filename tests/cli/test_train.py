@@ -71,34 +71,21 @@ def test_workdir_of_another_run_is_refused(smoke_run, tmp_path):
         workdir_lib.write_config(smoke_run.config.replace(norm="batch"), workdir)
 
 
-@pytest.mark.parametrize("damage", ["garbage_state", "missing_shard", "truncated_shard"])
-def test_corrupt_checkpoint_is_an_error_not_a_restart(smoke_run, tmp_path, damage):
+def test_a_corrupt_checkpoint_state_is_an_error_not_a_restart(smoke_run, tmp_path):
+    # (Damaged checkpoint files: tests/cli/test_damaged_checkpoints.py.)
     workdir = str(tmp_path / "run")
     shutil.copytree(smoke_run.workdir, workdir)
     directory = os.path.join(workdir, "checkpoints")
-    if damage == "garbage_state":
-        with open(os.path.join(directory, "checkpoint"), "w") as f:
-            f.write("\x00 not a checkpoint state {{{")
-        expected = "checkpoints/checkpoint"
-    elif damage == "missing_shard":
-        os.remove(os.path.join(directory, "ckpt-4.data-00000-of-00001"))
-        expected = r"ckpt-4.data-\* is missing"
-    else:
-        with open(os.path.join(directory, "ckpt-4.data-00000-of-00001"), "r+b") as f:
-            f.truncate(100)
-        expected = "Cannot restore the checkpoint .*ckpt-4"
-    with pytest.raises(workdir_lib.CorruptCheckpointError, match=expected):
+    with open(os.path.join(directory, "checkpoint"), "w") as f:
+        f.write("\x00 not a checkpoint state {{{")
+    with pytest.raises(workdir_lib.CorruptCheckpointError, match="checkpoints/checkpoint"):
         trainer.train_and_evaluate(smoke_run.config.replace(train_steps=6), workdir)
     assert not os.path.exists(os.path.join(directory, "ckpt-6.index"))
 
 
-def test_sigkill_and_rerun_give_identical_weights(data_dir, smoke_run, tmp_path):
+def test_sigkill_and_rerun_give_identical_weights(data_dir, uninterrupted_run, tmp_path):
     """Kill mid-run, then kill during a checkpoint write (with the new checkpoint's data torn);
-    each rerun of the same command resumes, and the final weights equal an uninterrupted run's.
-    (`smoke_run` prepares the demo data first.)"""
-    reference = str(tmp_path / "uninterrupted")
-    finish_training(reference, data_dir)
-
+    each rerun of the same command resumes, and the final weights equal an uninterrupted run's."""
     workdir = str(tmp_path / "killed")
     directory = os.path.join(workdir, "checkpoints")
     # 1. SIGKILL as soon as the first checkpoint (step 2) is complete.
@@ -119,7 +106,7 @@ def test_sigkill_and_rerun_give_identical_weights(data_dir, smoke_run, tmp_path)
     # 3. Rerun to the end.
     finish_training(workdir, data_dir)
 
-    expected = checkpoint_values(os.path.join(reference, "checkpoints", "ckpt-8"))
+    expected = uninterrupted_run.final
     actual = checkpoint_values(os.path.join(directory, "ckpt-8"))
     assert sorted(actual) == sorted(expected)
     different = [key for key in expected if not np.array_equal(expected[key], actual[key])]

@@ -34,12 +34,9 @@ RERUN = "Rerun the same command to resume."
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, data_dir, smoke_run):
-    """The final checkpoint of an uninterrupted `train_command` run. (`smoke_run` prepares the
-    demo data first.)"""
-    workdir = tmp_path_factory.mktemp("uninterrupted") / "run"
-    finish_training(workdir, data_dir)
-    return checkpoint_values(os.path.join(workdir, "checkpoints", "ckpt-8"))
+def uninterrupted(uninterrupted_run):
+    """The final checkpoint of an uninterrupted `train_command` run."""
+    return uninterrupted_run.final
 
 
 def _assert_same_final_checkpoint(expected, workdir):
