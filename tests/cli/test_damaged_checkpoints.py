@@ -43,7 +43,7 @@ def _damage(prefix, kind):
     if kind == "truncated_data":
         with open(data, "r+b") as f:
             f.truncate(os.path.getsize(data) // 2)
-        return "Read less bytes than requested"
+        return "its data file is truncated (tensor "
     if kind == "missing_index":
         os.remove(prefix + ".index")
         return f"its index file {os.path.basename(prefix)}.index is missing"
@@ -149,7 +149,7 @@ def test_every_checkpoint_evaluates_the_intact_ones_and_lists_the_damaged(
         (4, True, False), (6, False, True), (8, True, False),
     ]  # fmt: skip
     note = open(os.path.join(workdir, "eval_384x768_select_last.md")).read()
-    assert f"Damaged checkpoints, skipped: {ckpt6} (its tensor" in note
+    assert f"Damaged checkpoints, skipped: {ckpt6} (its data file is truncated" in note
     assert os.path.exists(ckpt6 + ".index")  # evaluation moves nothing
 
 

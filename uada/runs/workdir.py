@@ -276,8 +276,9 @@ def damage(prefix):
     not involved (whether they fit a run is `restore`'s question).
 
     Returns:
-        None, or the reason in words, e.g. "its index file ckpt-6.index is missing" or "its tensor
-        step/.ATTRIBUTES/VARIABLE_VALUE cannot be read (... Checksum does not match ...)".
+        None, or the reason in words, e.g. "its index file ckpt-6.index is missing", "its data
+        file is truncated (...)" or "its tensor step/.ATTRIBUTES/VARIABLE_VALUE cannot be read
+        (... Checksum does not match ...)".
     """
     name = os.path.basename(prefix)
     if not tf.io.gfile.exists(prefix + ".index"):
@@ -301,6 +302,8 @@ def damage(prefix):
             continue
         for key in chunk:  # which tensor
             error = _read_error(prefix, [key], dtypes)
+            if isinstance(error, tf.errors.OutOfRangeError):  # it ends before the tensor does
+                return f"its data file is truncated (tensor {key}: {_op_message(error)})"
             if error is not None:
                 return f"its tensor {key} cannot be read ({_op_message(error)})"
     return None
