@@ -21,8 +21,9 @@ COMMANDS = frozenset(
         "reproduce", "demo", "diagnostics", "pretrain", "__main__",
     )
 )  # fmt: skip
-# What only the command lines use: their one-line error reporting.
-COMMAND_SIDE = COMMANDS | {"uada.command_errors"}
+# What only the command lines use: their one-line error reporting and their console (which
+# changes process-wide logging and environment, as library code never does).
+COMMAND_SIDE = COMMANDS | {"uada.command_errors", "uada.console"}
 
 
 def _module_name(path):

@@ -1,8 +1,9 @@
 """How the command lines report the errors a user can act on: one line, no traceback.
 
 Every command line runs inside `reported(...)`: an error of the listed classes (a locked workdir,
-a refused write, a run stopped by a signal, a damaged checkpoint) prints its message (one line, a
-few for a damaged checkpoint) on stderr and exits with the error's `exit_code` (1 if it has none).
+a refused write, a run stopped by a signal, a damaged checkpoint, a dataset not downloaded)
+prints its message (one line, a few for a damaged checkpoint or a missing dataset) on stderr and
+exits with the error's `exit_code` (1 if it has none).
 absl's `--verbosity=1` (or `-v 1`) also logs the traceback. Any other exception keeps Python's
 traceback.
 """
@@ -12,6 +13,7 @@ import sys
 
 from absl import logging
 
+from uada.data import domains
 from uada.runs import preemption, workdir_lock, write_errors
 from uada.runs import workdir as workdir_lib
 
@@ -19,6 +21,8 @@ from uada.runs import workdir as workdir_lib
 # another configuration, an unparsable checkpoint state.
 CHECKPOINT_ERRORS = (workdir_lib.DamagedCheckpointError, workdir_lib.CorruptCheckpointError)
 
+# What every command that reads a dataset reports in a few lines: what to download, where.
+DATA_ERRORS = (domains.MissingDatasetError,)
 # What a training command (`uada.train`, `uada.reproduce`) reports in one line.
 TRAINING_ERRORS = (
     workdir_lock.WorkdirLockedError,

@@ -9,6 +9,12 @@ Training on the demo domains (`--source=demo_source`) generates them by itself; 
 for looking at them, or for preparing them with the real datasets' TFDS builders by hand.
 """
 
+# ruff: noqa: E402 (the imports below come after the console has started)
+from uada import console
+
+if __name__ == "__main__":
+    console.start()  # before anything imports TensorFlow
+
 from absl import app, flags
 
 from uada import flags as uada_flags

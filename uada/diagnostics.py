@@ -11,6 +11,12 @@ over the last quarter of training. The work is
 `uada.analysis.figures.plot_adversarial_diagnostics`'s and `summarize_adversarial_diagnostics`'s.
 """
 
+# ruff: noqa: E402 (the imports below come after the console has started)
+from uada import console
+
+if __name__ == "__main__":
+    console.start()  # before anything imports TensorFlow
+
 import os
 
 from absl import app, flags

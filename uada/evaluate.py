@@ -21,6 +21,12 @@ lines naming it, the reason and the intact checkpoints to pass with `--checkpoin
 1; `--verbosity=1` adds the traceback); `--checkpoints=all` skips it and lists it.
 """
 
+# ruff: noqa: E402 (the imports below come after the console has started)
+from uada import console
+
+if __name__ == "__main__":
+    console.start()  # before anything imports TensorFlow
+
 from absl import app
 
 from uada import command_errors
@@ -61,6 +67,7 @@ def main(argv):
 
 if __name__ == "__main__":
     uada_flags.define_evaluate_flags()
-    # One line (a few for a damaged checkpoint), exit status 1.
-    with command_errors.reported(write_errors.WorkdirWriteError, *command_errors.CHECKPOINT_ERRORS):
+    # One line (a few for a damaged checkpoint or a missing dataset), exit status 1.
+    errors = (write_errors.WorkdirWriteError, *command_errors.CHECKPOINT_ERRORS)
+    with command_errors.reported(*errors, *command_errors.DATA_ERRORS):
         app.run(main)

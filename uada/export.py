@@ -13,6 +13,12 @@ logits = model.serve(tf.zeros([2, 384, 768, 3]))
 ```
 """
 
+# ruff: noqa: E402 (the imports below come after the console has started)
+from uada import console
+
+if __name__ == "__main__":
+    console.start()  # before anything imports TensorFlow
+
 from absl import app
 
 from uada import command_errors

@@ -14,6 +14,12 @@ is skipped with a warning; the others are all predicted. At the end the command 
 files with the reason and exits with status 1 if there were any.
 """
 
+# ruff: noqa: E402 (the imports below come after the console has started)
+from uada import console
+
+if __name__ == "__main__":
+    console.start()  # before anything imports TensorFlow
+
 import sys
 
 from absl import app

@@ -11,6 +11,12 @@ present. The format follows the extension of `--output` (`.png`, `.pdf`). The wo
 `uada.analysis.prediction_grid.predict_grid`'s.
 """
 
+# ruff: noqa: E402 (the imports below come after the console has started)
+from uada import console
+
+if __name__ == "__main__":
+    console.start()  # before anything imports TensorFlow
+
 from absl import app, flags
 
 from uada import command_errors
@@ -36,5 +42,6 @@ def main(argv):
 if __name__ == "__main__":
     uada_flags.define_predict_grid_flags()
     flags.adopt_module_key_flags(uada_flags)  # --help lists them
-    with command_errors.reported(*command_errors.CHECKPOINT_ERRORS):  # a few lines, status 1
+    errors = (*command_errors.CHECKPOINT_ERRORS, *command_errors.DATA_ERRORS)
+    with command_errors.reported(*errors):  # a few lines, exit status 1
         app.run(main)

@@ -9,6 +9,12 @@ which `python -m uada.train --backbone=resnet_tiny --weights=FILE` loads. Prints
 classification accuracy (chance: 10%) and the path.
 """
 
+# ruff: noqa: E402 (the imports below come after the console has started)
+from uada import console
+
+if __name__ == "__main__":
+    console.start()  # before anything imports TensorFlow
+
 from absl import app, flags
 
 from uada import flags as uada_flags

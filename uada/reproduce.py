@@ -46,6 +46,12 @@ command runs from any directory (e.g. with uada installed as a package:
 the files are resolved against that folder's parent, and the process's directory never changes.
 """
 
+# ruff: noqa: E402 (the imports below come after the console has started)
+from uada import console
+
+if __name__ == "__main__":
+    console.start()  # before anything imports TensorFlow
+
 from absl import app, flags
 
 from uada import command_errors
@@ -76,6 +82,8 @@ def main(argv):
                 experiments_dir=fv.experiments_dir,
                 seeds=tuple(int(seed) for seed in fv.seeds),
             )
+        except command_errors.DATA_ERRORS:
+            raise  # what to download, in a few lines (`command_errors.reported` below)
         except (ValueError, FileNotFoundError, flags.Error) as error:  # cannot run: no traceback
             raise app.UsageError(str(error)) from error
         print("\n" + text)
@@ -84,5 +92,6 @@ def main(argv):
 if __name__ == "__main__":
     uada_flags.define_reproduce_flags(tables)
     flags.adopt_module_key_flags(uada_flags)  # --help lists them
-    with command_errors.reported(*command_errors.TRAINING_ERRORS):  # one line, 1 or 128 + signal
+    # One line (a few for a missing dataset), exit status 1 or 128 + signal.
+    with command_errors.reported(*command_errors.TRAINING_ERRORS, *command_errors.DATA_ERRORS):
         app.run(main)

@@ -17,6 +17,12 @@ Writes into `--output`:
   classifier's accuracy at the same positions, per semantic class of the position and overall.
 """
 
+# ruff: noqa: E402 (the imports below come after the console has started)
+from uada import console
+
+if __name__ == "__main__":
+    console.start()  # before anything imports TensorFlow
+
 import numpy as np
 from absl import app, flags
 
@@ -57,5 +63,6 @@ def main(argv):
 if __name__ == "__main__":
     uada_flags.define_retrieval_flags()
     flags.adopt_module_key_flags(uada_flags)  # --help lists them
-    with command_errors.reported(*command_errors.CHECKPOINT_ERRORS):  # a few lines, status 1
+    errors = (*command_errors.CHECKPOINT_ERRORS, *command_errors.DATA_ERRORS)
+    with command_errors.reported(*errors):  # a few lines, exit status 1
         app.run(main)

@@ -12,6 +12,12 @@ signal selects; a last row per signal averages the gain over the runs. The targe
 here only to *measure* the signals, never to select.
 """
 
+# ruff: noqa: E402 (the imports below come after the console has started)
+from uada import console
+
+if __name__ == "__main__":
+    console.start()  # before anything imports TensorFlow
+
 from absl import app, flags
 
 from uada import flags as uada_flags

@@ -18,6 +18,13 @@ another run holds the workdir (`uada.runs.workdir_lock`), the filesystem refused
 listed); `--verbosity=1` adds their tracebacks.
 """
 
+# ruff: noqa: E402 (the imports below come after the console has started)
+from uada import console
+
+if __name__ == "__main__":
+    console.start()  # before anything imports TensorFlow
+
+import os
 import sys
 
 from absl import app
@@ -25,6 +32,7 @@ from absl import app
 from uada import command_errors
 from uada import flags as uada_flags
 from uada.runs import trainer
+from uada.runs import workdir as workdir_lib
 
 
 def main(argv):
@@ -35,8 +43,27 @@ def main(argv):
     if workdir is None:
         raise app.UsageError("--workdir is required when no --flagfile names the experiment.")
     config = uada_flags.train_config(flag_values)
-    with command_errors.reported(*command_errors.TRAINING_ERRORS):
+    with command_errors.reported(*command_errors.TRAINING_ERRORS, *command_errors.DATA_ERRORS):
         trainer.train_and_evaluate(config, workdir)
+    print(closing_lines(workdir))
+
+
+def closing_lines(workdir):
+    """Where the run's files are and the commands that use them, printed at the end."""
+    return "\n".join(
+        [
+            f"Workdir:     {workdir}",
+            f"Checkpoints: {workdir_lib.checkpoint_dir(workdir)}",
+            f"TensorBoard: {workdir_lib.summary_dir(workdir)}",
+            "Next:",
+            f"  tensorboard --logdir {workdir}",
+            f"  python -m uada.evaluate --workdir={workdir}",
+            f"  python -m uada.predict --workdir={workdir} --input=IMAGES "
+            f"--output={os.path.join(workdir, 'predictions')}",
+            f"  python -m uada.export --workdir={workdir} "
+            f"--output={os.path.join(workdir, 'saved_model')}",
+        ]
+    )
 
 
 if __name__ == "__main__":

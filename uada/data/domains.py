@@ -18,6 +18,10 @@ the real datasets, each demo domain into its own TFDS data directory beside its 
 `demo_shift` (the shift factors between the demo domains, `uada.data.demo`) other than `full`
 adds `_shift-<name>` to `<tag>`.
 
+`load` prepares a dataset on first use and says so (two info records: what it prepares, then
+its images per split and the time taken); a real dataset that is neither prepared nor downloaded
+is a `MissingDatasetError` whose message is the builder's download instructions.
+
 Real datasets are read from the `"384x768"` builder config at the training resolution and from
 `"full"` for full-resolution evaluation; the demo domains are generated at the run's image size
 and always read from `"full"`.
@@ -26,9 +30,11 @@ and always read from `"full"`.
 import dataclasses
 import os
 import shutil
+import time
 
 import tensorflow_datasets as tfds
 from absl import logging
+from etils import epath
 
 from uada.data import builders
 from uada.data import demo as demo_lib
@@ -47,6 +53,11 @@ _DOMAINS = {
 DATASETS = tuple(_DOMAINS)
 # Datasets without a training split, usable only as unseen (test) domains.
 EVAL_ONLY_DATASETS = tuple(name for name, (_, _, has_train) in _DOMAINS.items() if not has_train)
+
+
+class MissingDatasetError(FileNotFoundError):
+    """A domain's dataset is neither prepared nor downloaded: the message says what to download
+    and where to put it (the builder's `MANUAL_DOWNLOAD_INSTRUCTIONS`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +136,10 @@ def ensure_demo(config):
         return
     partial = root + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
-    logging.info("Generating the demo domains into %s", root)
+    height, width = config.image_size
+    logging.info(
+        "Generating the demo domains (seed %d, %dx%d) into %s ...", config.seed, height, width, root
+    )
     demo_lib.generate(
         partial,
         seed=config.seed,
@@ -156,26 +170,68 @@ def load(domain, split, config, *, resolution="384x768", for_training=False):
     read_config = None
     if for_training:
         read_config = tfds.ReadConfig(try_autocache=False, shuffle_seed=config.seed)
+    builder_config = domain.builder_config(resolution)
+    unprepared = not _builder(domain, builder_config).is_prepared()
+    if unprepared and not domain.is_demo and not _has_files(domain.manual_dir):
+        raise MissingDatasetError(_missing(domain, "no files there"))
+    if unprepared:
+        logging.info(
+            "Preparing %s from %s ...", _describe(domain, builder_config), domain.manual_dir
+        )
+        start = time.monotonic()
     try:
-        return builders.load(
+        dataset = builders.load(
             domain.builder,
             split,
             data_dir=domain.data_dir,
             manual_dir=domain.manual_dir,
-            config=domain.builder_config(resolution),
+            config=builder_config,
             shuffle_files=for_training,
             read_config=read_config,
         )
     except FileNotFoundError as error:
-        raise FileNotFoundError(
-            f"Cannot prepare the domain {domain.name!r} from {domain.manual_dir}: {error}"
-        ) from error
+        raise MissingDatasetError(_missing(domain, error)) from error
+    if unprepared:
+        splits = _builder(domain, builder_config).info.splits
+        logging.info(
+            "Prepared %s: %d images, %s (%.1f s)",
+            _describe(domain, builder_config),
+            sum(info.num_examples for info in splits.values()),
+            " / ".join(f"{info.num_examples} {name}" for name, info in sorted(splits.items())),
+            time.monotonic() - start,
+        )
+    return dataset
+
+
+def _has_files(folder):
+    path = epath.Path(folder)
+    return path.is_dir() and any(path.iterdir())
+
+
+def _missing(domain, reason):
+    """The few lines that tell a user how to get the dataset a domain reads."""
+    instructions = builders.BUILDERS[domain.builder].MANUAL_DOWNLOAD_INSTRUCTIONS.strip()
+    return (
+        f"Cannot prepare the domain {domain.name!r} from {domain.manual_dir}: "
+        f"{str(reason).rstrip('.')}.\n"
+        f"{instructions}\n"
+        f"Then run the command again (it prepares the dataset once, into {domain.data_dir}); "
+        f"--manual_dir=DIR reads DIR/{domain.name} instead."
+    )
+
+
+def _builder(domain, builder_config):
+    return builders.builder(domain.builder, data_dir=domain.data_dir, config=builder_config)
+
+
+def _describe(domain, builder_config):
+    """How the console names a domain being prepared, e.g. `demo_source (gta5 layout)`."""
+    if domain.is_demo:
+        return f"{domain.name} ({domain.builder} layout)"
+    return f"{domain.name} ({builder_config})"
 
 
 def num_examples(domain, split, config, *, resolution="384x768"):
     """Number of examples of a prepared split (prepares the dataset if needed)."""
     load(domain, split, config, resolution=resolution)
-    builder = builders.builder(
-        domain.builder, data_dir=domain.data_dir, config=domain.builder_config(resolution)
-    )
-    return builder.info.splits[split].num_examples
+    return _builder(domain, domain.builder_config(resolution)).info.splits[split].num_examples

@@ -21,8 +21,12 @@ for example in ds.take(1):
 ```
 """
 
+import contextlib
+import io
+
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import logging
 from etils import epath
 
 from uada.data.builders.apolloscape.apolloscape import UadaApolloscape
@@ -108,7 +112,12 @@ def load(
         download_config = tfds.download.DownloadConfig(
             manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP
         )
-        dataset_builder.download_and_prepare(download_config=download_config)
+        # TFDS prints its own notices ("Downloading and preparing dataset Unknown size ...") to
+        # stdout: they become debug records, shown with --verbosity=1.
+        with contextlib.redirect_stdout(io.StringIO()) as notices:
+            dataset_builder.download_and_prepare(download_config=download_config)
+        if notices.getvalue().strip():
+            logging.debug("TFDS: %s", notices.getvalue().strip())
     if read_config is None:
         read_config = tfds.ReadConfig(try_autocache=False)
     dataset = dataset_builder.as_dataset(

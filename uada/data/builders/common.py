@@ -388,7 +388,7 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         self.report = PreparationReport()
         super()._download_and_prepare(dl_manager, download_config)
         # A summary with skipped or repaired files is a warning, so that it shows by default.
-        log = logging.warning if self.report.skipped or self.report.repaired else logging.info
+        log = logging.warning if self.report.skipped or self.report.repaired else logging.debug
         log("%s", self.report.summary(self.name))
 
     def prepared_from(self):
