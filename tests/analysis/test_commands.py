@@ -2,7 +2,9 @@
 
 import csv
 import json
+import logging
 import os
+import re
 import shutil
 
 import numpy as np
@@ -248,22 +250,36 @@ def _smoke_overrides(config):
     return tuple(items)
 
 
-def test_reproduce_reuses_a_finished_run_and_trains_the_rest(smoke_run, tmp_path):
+def test_reproduce_reuses_a_finished_run_and_trains_the_rest(smoke_run, tmp_path, caplog, capsys):
+    caplog.set_level(logging.INFO, logger="absl")
     overrides = _smoke_overrides(smoke_run.config)
     root = tmp_path / "workdirs"
     # The smoke run is Table 4's UADA row on the demo (with the smoke settings): reused as is.
-    shutil.copytree(smoke_run.workdir, root / "demo_tables" / "uada_dan_lambda0.01")
+    reused = root / "demo_tables" / "uada_dan_lambda0.01"
+    shutil.copytree(smoke_run.workdir, reused)
+    # Written before results were named by what they measured: still found.
+    (reused / "eval_32x64.json").rename(reused / "eval_384x768.json")
     plan = tables.describe(tables.plan(4, demo=True, workdir_root=str(root),
                                              overrides=overrides))  # fmt: skip
     assert plan[0].startswith("train ") and plan[1].startswith("reuse ")
     text = tables.reproduce(4, demo=True, workdir_root=str(root), overrides=overrides)
+    # One line per run with its result; no run's progress bar or table.
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    expected = 100 * smoke_run.results["demo_target"]["miou"]
+    miou = ", ".join(f"{d} {100 * r['miou']:.1f}" for d, r in smoke_run.results.items())
+    assert any(line.startswith(f"{reused} (") and line.endswith(f": reused; mIoU (%) {miou}")
+               for line in lines), lines  # fmt: skip
+    trained = [line for line in lines if re.search(r": trained in \d+ s; mIoU \(%\) demo_", line)]
+    assert len(trained) == 2, lines
+    out = capsys.readouterr().out
+    assert "/step" not in out and "| demo_target |" not in out
     uada_row = [line for line in text.splitlines() if line.startswith("| UADA |")][0]
     expected = 100 * smoke_run.results["demo_target"]["miou"]
     assert f"| 38.2 | {expected:.1f} |" in uada_row
     assert uada_row.endswith("| 27.4 | - |")  # the demo has no second unseen domain
     # The source-only run and the oracle were trained and are now reused.
-    assert (root / "demo_tables" / "source_only_dan" / "eval_384x768.json").is_file()
-    assert (root / "demo_tables" / "oracle_dan" / "eval_384x768.json").is_file()
+    assert (root / "demo_tables" / "source_only_dan" / "eval_32x64.json").is_file()
+    assert (root / "demo_tables" / "oracle_dan" / "eval_32x64.json").is_file()
     assert "- UADA - source only (Cityscapes): " in text
     assert (root / "demo_tables" / "table4.md").read_text().startswith(text)
     plan = tables.describe(tables.plan(4, demo=True, workdir_root=str(root),
@@ -295,4 +311,4 @@ def test_run_all_adds_the_adabn_evaluation_of_a_finished_run(smoke_run, tmp_path
     config, adapted = measured["smoke+adabn"]
     assert measured["smoke"][1] == smoke_run.results  # the final evaluation, reused
     assert list(adapted) == ["demo_target"] and adapted["demo_target"]["statistics"] == "train"
-    assert (tmp_path / "run" / "eval_384x768_adabn.json").is_file()
+    assert (tmp_path / "run" / "eval_32x64_adabn.json").is_file()

@@ -85,13 +85,19 @@ def test_curve_of_every_checkpoint_reuses_finished_evaluations(every_checkpoint_
     )
     assert selected == evaluation.evaluate_model(model, config, ["demo_target"])
     reported = json.loads(
-        open(os.path.join(workdir, "eval_384x768_select_target_entropy.json")).read()
+        open(os.path.join(workdir, "eval_32x64_select_target_entropy.json")).read()
     )
     assert reported == selected
-    md = open(os.path.join(workdir, "eval_384x768_select_target_entropy.md")).read()
+    md = open(os.path.join(workdir, "eval_32x64_select_target_entropy.md")).read()
     assert f"Reporting checkpoint ckpt-{step} (step {step}): selected by target_entropy" in md
 
-    # A rerun computes nothing already finished; a new domain is evaluated alone.
+    # A rerun computes nothing already finished, also from the cache of a workdir written when it
+    # was named by the --resolution setting; a new domain is evaluated alone.
+    cache = os.path.join(workdir, "eval_checkpoints")
+    os.rename(
+        os.path.join(cache, "32x64_adapt-none_images-2"),
+        os.path.join(cache, "384x768_adapt-none_images-2"),
+    )
     calls = []
 
     def spy(model, config, domains, **kwargs):

@@ -71,7 +71,7 @@ def test_mirrored_strategy_trains_checkpoints_resumes_and_evaluates(data_dir, sm
     assert (first[step_key], last[step_key]) == (2, 4)
     weights = _trainable(last)
     assert weights and any((first[k] != last[k]).any() for k in weights)
-    results = json.loads((workdir / "eval_384x768.json").read_text())
+    results = json.loads((workdir / "eval_32x64.json").read_text())
     assert set(results) == {"demo_source", "demo_target", "demo_unseen"}
     config = json.loads((workdir / "config.json").read_text())
     assert config["strategy"] == "mirrored"
@@ -87,5 +87,5 @@ def test_float16_with_xla_trains_with_loss_scaling(data_dir, smoke_run, tmp_path
     assert scaled == {"seg_optimizer", "domain_optimizer"}, sorted(values)[:20]
     weights = [values[name] for name in _trainable(values)]
     assert weights and all(w.dtype == "float32" and np.isfinite(w).all() for w in weights)
-    results = json.loads((workdir / "eval_384x768.json").read_text())
+    results = json.loads((workdir / "eval_32x64.json").read_text())
     assert all(0.0 <= results[d]["miou"] <= 1.0 for d in results)

@@ -28,7 +28,7 @@ def test_smoke_run_trains_checkpoints_and_evaluates(smoke_run):
     # flags.txt is a flagfile that reproduces the run's config exactly.
     assert parse_train_flags(f"--flagfile={os.path.join(workdir, 'flags.txt')}") == config
     assert tf.io.gfile.glob(os.path.join(workdir, "train", "events.out.tfevents.*"))
-    with open(os.path.join(workdir, "eval_384x768.json")) as f:
+    with open(os.path.join(workdir, "eval_32x64.json")) as f:
         results = json.load(f)
     assert results == smoke_run.results
     assert list(results) == ["demo_source", "demo_target", "demo_unseen"]
@@ -36,7 +36,7 @@ def test_smoke_run_trains_checkpoints_and_evaluates(smoke_run):
         assert set(result) == {"miou", "miou_19", "per_class", "num_images"}
         assert list(result["per_class"]) == list(CLASS_NAMES)
         assert result["num_images"] > 0 and 0 <= result["miou_19"] <= result["miou"] <= 1
-    assert "| demo_target |" in open(os.path.join(workdir, "eval_384x768.md")).read()
+    assert "| demo_target |" in open(os.path.join(workdir, "eval_32x64.md")).read()
 
 
 def test_rerun_resumes_and_a_finished_run_does_not_train(smoke_run, tmp_path, monkeypatch):

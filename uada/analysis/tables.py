@@ -23,6 +23,7 @@ the current directory.
 
 import dataclasses
 import os
+import time
 
 import keras
 import numpy as np
@@ -382,7 +383,9 @@ def is_finished(workdir, config):
 
 
 def _eval_json(workdir, config, suffix=""):
-    return os.path.join(workdir, f"eval_{config.eval_resolution}{suffix}.json")
+    return evaluation.results_path(
+        workdir, config, config.eval_resolution, f"eval_{{}}{suffix}.json"
+    )
 
 
 def plan(table, *, demo=False, workdir_root="workdirs", overrides=(),
@@ -501,15 +504,19 @@ def run_all(runs):
     done = {}
     for run in dict.fromkeys(runs.values(), None):
         workdir = run.finished_workdir()
-        if workdir is None:
+        start, trained = time.monotonic(), workdir is None
+        if trained:
             workdir = run.workdirs[0]
-            logging.info("Training %s (%s).", workdir, ", ".join(run.experiments))
+            logging.debug("Training %s (%s).", workdir, ", ".join(run.experiments))
             keras.utils.clear_session()
-            trainer.train_and_evaluate(run.config, workdir)
-        else:
-            logging.info("Reusing %s.", workdir)
+            trainer.train_and_evaluate(run.config, workdir, verbose=False)
         with open(_eval_json(workdir, run.config)) as f:
             results = json.load(f)
+        logging.info(  # one line per run
+            "%s (%s): %s; mIoU (%%) %s", workdir, ", ".join(run.experiments),
+            f"trained in {time.monotonic() - start:.0f} s" if trained else "reused",
+            ", ".join(f"{domain} {_percent(result['miou'])}" for domain, result in results.items()),
+        )  # fmt: skip
         for experiment in run.experiments:
             done[experiment] = (run.config, results)
         if run.adabn:
@@ -525,6 +532,10 @@ def run_all(runs):
             for experiment in run.experiments:
                 done[f"{experiment}+adabn"] = (run.config, adapted)
     return done
+
+
+def _percent(fraction):
+    return "-" if fraction is None else f"{100 * fraction:.1f}"
 
 
 def _domain(config, role):

@@ -10,7 +10,7 @@ read completely: `uada.runs.workdir.damage`; it is then skipped, named in a warn
 curve and in the reported table's note):
 
 1. the per-domain IoU (`uada.runs.evaluation.evaluate_model`, with AdaBN if asked), cached in
-   `DIR/eval_checkpoints/<resolution>_adapt-<none|target>_images-<N|all>/ckpt-<step>.json`;
+   `DIR/eval_checkpoints/<measured>_adapt-<none|target>_images-<N|all>/ckpt-<step>.json`;
 2. the label-free signals of `uada.analysis.selection` (`checkpoint_signals`, on the model's own
    statistics, from the validation images of the run's source and target, never a target
    label), cached in `DIR/eval_checkpoints/signals_images-<N|all>/ckpt-<step>.json`.
@@ -19,7 +19,7 @@ A cache file is written (atomically) once its numbers are complete, and a rerun 
 what is missing: new checkpoints, new domains (a cache file older than its checkpoint, which was
 then written again, is recomputed). From the cache the command writes
 
-- `DIR/eval_curve.csv` (`eval_curve_<resolution>[_adabn].csv` for another resolution than the
+- `DIR/eval_curve.csv` (`eval_curve_<measured>[_adabn].csv` for another resolution than the
   run's or with AdaBN): one row per checkpoint and domain, columns `step, domain, miou,
   miou_19, domain_accuracy, target_entropy, retrieval_alignment, damaged`. The signals belong to
   the checkpoint and are repeated on each of its domain rows; `domain_accuracy` is empty for runs
@@ -27,7 +27,7 @@ then written again, is recomputed). From the cache the command writes
   checkpoint has one row with only its step and, under `damaged`, why it cannot be read;
 - `DIR/eval_curve.png` (same stem): mIoU per domain against the step, the selected checkpoint
   marked;
-- `DIR/eval_<resolution>[_adabn]_select_<select>.json` and `.md`: the per-domain table of the
+- `DIR/eval_<measured>[_adabn]_select_<select>.json` and `.md`: the per-domain table of the
   checkpoint chosen by `--select` (`uada.analysis.selection.select_checkpoint`), with a line
   saying which checkpoint it is and why, also printed.
 """
@@ -90,9 +90,10 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
             f"Received: workdir={workdir!r}"
         )
     images_tag = f"images-{max_images or 'all'}"
-    results_dir = os.path.join(
-        workdir, CACHE_DIR, f"{resolution}_adapt-{adapt_statistics}_{images_tag}"
-    )
+    results_dir = evaluation.results_path(
+        os.path.join(workdir, CACHE_DIR), config, resolution,
+        f"{{}}_adapt-{adapt_statistics}_{images_tag}",
+    )  # fmt: skip
     signals_dir = os.path.join(workdir, CACHE_DIR, f"signals_{images_tag}")
     model = None
     rows, per_step, damaged = [], {}, {}
@@ -157,8 +158,9 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
         )
     logging.info(note)
     suffix = "_adabn" if adapt_statistics == "target" else ""
+    measured = evaluation.measured_resolution(config, resolution)
     stem = "eval_curve" if (resolution, suffix) == (config.eval_resolution, "") else (
-        f"eval_curve_{resolution}{suffix}"
+        f"eval_curve_{measured}{suffix}"
     )  # fmt: skip
     listed = [{"step": checkpoint_step(p), "damaged": why} for p, why in damaged.items()]
     selection.write_curve(
@@ -171,7 +173,7 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
     )  # fmt: skip
     selected = {domain: per_step[step][domain] for domain in domains}
     evaluation.write_results(
-        os.path.join(workdir, f"eval_{resolution}{suffix}_select_{select}.json"),
+        os.path.join(workdir, f"eval_{measured}{suffix}_select_{select}.json"),
         selected, config, resolution, workdir=workdir, print_table=print_table,
         note=f"{note} Curve: {os.path.join(workdir, stem)}.csv",
     )  # fmt: skip

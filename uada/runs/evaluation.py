@@ -2,7 +2,9 @@
 docs/FIDELITY.md, *Evaluation*): the library of `python -m uada.evaluate`.
 
 - `evaluate`: a run's checkpoint (or an already restored model) evaluated; results written into
-  the workdir as `eval_<resolution>[_adabn].json` and `.md` (`write_results`).
+  the workdir as `eval_<measured>[_adabn].json` and `.md` (`write_results`), named by what was
+  measured (`measured_resolution`: `384x768` or `full` for the paper's runs, `128x256` for a demo
+  run at that size); `results_path` also finds an older workdir's `eval_384x768.json`.
 - `evaluate_model`: a restored model evaluated, nothing written; with AdaBN
   (`adapt_statistics="target"`, `uada.models.adabn`) each domain's normalization statistics are
   recomputed on its unlabelled training images.
@@ -51,7 +53,8 @@ def evaluate(config, workdir, domains=None, *, checkpoint=None, resolution=None,
         resolution: `"384x768"` or `"full"`; `None` for `config.eval_resolution`.
         max_images: images per domain (the first ones of the split); `None` for
             `config.eval_max_images`; 0 for all.
-        output_json: the JSON file; `None` for `WORKDIR/eval_<resolution>[_adabn].json`.
+        output_json: the JSON file; `None` for `WORKDIR/eval_<measured>[_adabn].json`
+            (`measured_resolution`).
         model: an already restored `UADAModel` (e.g. at the end of training), else one is built
             and restored.
         print_table: print the Markdown table to stdout.
@@ -71,7 +74,8 @@ def evaluate(config, workdir, domains=None, *, checkpoint=None, resolution=None,
         adapt_statistics=adapt_statistics, adapt_max_images=adapt_max_images,
     )  # fmt: skip
     suffix = "_adabn" if adapt_statistics == "target" else ""
-    output_json = output_json or os.path.join(workdir, f"eval_{resolution}{suffix}.json")
+    name = measured_resolution(config, resolution)
+    output_json = output_json or os.path.join(workdir, f"eval_{name}{suffix}.json")
     write_results(
         output_json, results, config, resolution, workdir=workdir, print_table=print_table
     )
@@ -118,8 +122,26 @@ def evaluate_model(model, config, domains=None, *, resolution=None, max_images=N
         results[name] = matrix.result()
         if split is not None:
             results[name]["statistics"] = split
-        logging.info("%s: mIoU %.4f", name, results[name]["miou"] or float("nan"))
+        logging.debug("%s: mIoU %.4f", name, results[name]["miou"] or float("nan"))
     return results
+
+
+def measured_resolution(config, resolution):
+    """The name of what an evaluation at `resolution` measures, which names its results:
+    `"full"`, or the model's input size `"HxW"` for `"384x768"` (the paper's runs keep
+    `"384x768"`; a demo run at 128x256 is `"128x256"`)."""
+    if resolution == "full":
+        return "full"
+    height, width = config.image_size
+    return f"{height}x{width}"
+
+
+def results_path(workdir, config, resolution, pattern="eval_{}.json"):
+    """`WORKDIR/<pattern>` with `{}` the `measured_resolution`, or, in a workdir written before
+    results were named so, the path with `{}` the `resolution` setting if only that exists."""
+    path = os.path.join(workdir, pattern.format(measured_resolution(config, resolution)))
+    older = os.path.join(workdir, pattern.format(resolution))
+    return older if not os.path.exists(path) and os.path.exists(older) else path
 
 
 def resolve_options(config, domains, resolution, max_images):
@@ -173,10 +195,10 @@ def write_results(output_json, results, config, resolution, *, workdir, print_ta
     """
     table = metrics.markdown_table(results)
     height, width = config.image_size
-    title = f"IoU (%), resolution {resolution}: " + (
-        f"images and labels at the model's input size {height}x{width}"
+    title = f"IoU (%) at {measured_resolution(config, resolution)}: " + (
+        "images and labels at the model's input size"
         if resolution == "384x768"
-        else f"images at {height}x{width}, logits upsampled to each label's size"
+        else f"images at {height}x{width}, logits upsampled to each label's native size"
     )
     statistics = {name: r["statistics"] for name, r in results.items() if "statistics" in r}
     if statistics:

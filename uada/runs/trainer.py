@@ -101,12 +101,15 @@ def compile_model(model, config, steps_per_epoch):
 # Training
 
 
-def train_and_evaluate(config, workdir):
+def train_and_evaluate(config, workdir, *, verbose=True):
     """Trains (or resumes) the run `config` in `workdir`, then evaluates it.
 
     Args:
         config: a `uada.config.Config`.
         workdir: the run's directory (created if needed).
+        verbose: show the training line, the progress bar, each checkpoint's line and the
+            evaluation table; else (`python -m uada.reproduce`: one line per run) the lines are
+            debug records and neither bar nor table is printed.
 
     Returns:
         The evaluation results `{domain: {"miou", "miou_19", "per_class", "num_images"}}`.
@@ -125,14 +128,14 @@ def train_and_evaluate(config, workdir):
     strategy = distribute.get_strategy(config.strategy)
     chief = _is_chief(strategy)
     if not chief:  # only the chief writes the workdir
-        return _train_and_evaluate(config, workdir, strategy, chief)
+        return _train_and_evaluate(config, workdir, strategy, chief, verbose)
     with write_errors.writing(workdir, lambda: workdir_lib.latest_checkpoint(workdir)):
         lock = workdir_lock.WorkdirLock(workdir).acquire()
     with lock:
-        return _train_and_evaluate(config, workdir, strategy, chief)
+        return _train_and_evaluate(config, workdir, strategy, chief, verbose)
 
 
-def _train_and_evaluate(config, workdir, strategy, chief):
+def _train_and_evaluate(config, workdir, strategy, chief, verbose):
     # Before anything is built: the checkpoint to resume from, damaged ones set aside (by the
     # chief, which writes the workdir); a corrupt state or only damaged checkpoints stop the run.
     if chief:
@@ -151,9 +154,11 @@ def _train_and_evaluate(config, workdir, strategy, chief):
     replicas = strategy.num_replicas_in_sync
     steps_per_epoch = config.steps_per_epoch or _steps_per_epoch(config, source, target, replicas)
     total_steps = config.train_steps or max(1, int(round(config.epochs * steps_per_epoch)))
-    logging.info(
-        "Training %d G steps (%d per epoch) on %d replica(s), %s precision.",
-        total_steps, steps_per_epoch, replicas, config.mixed_precision,
+    (logging.info if verbose else logging.debug)(
+        "Training %s, %s normalization, %s backbone: %d steps (%d per epoch), %d replica(s), "
+        "%s precision, workdir %s",
+        config.mode, config.norm, config.backbone, total_steps, steps_per_epoch, replicas,
+        "float32" if config.mixed_precision == "none" else config.mixed_precision, workdir,
     )  # fmt: skip
 
     precision.set_precision(config.mixed_precision)
@@ -205,11 +210,11 @@ def _train_and_evaluate(config, workdir, strategy, chief):
     with stop:
         _train_loop(
             model, config, workdir if chief else _scratch_dir(workdir, strategy), iterator, step,
-            total_steps, manager, stop,
+            total_steps, manager, stop, verbose,
         )  # fmt: skip
     if not chief:
         return {}  # the chief evaluates and writes the results
-    return evaluation.evaluate(config, workdir, model=model, print_table=True)
+    return evaluation.evaluate(config, workdir, model=model, print_table=verbose)
 
 
 def _steps_per_epoch(config, source, target, replicas=1):
@@ -241,7 +246,7 @@ def _scratch_dir(workdir, strategy):
     return os.path.join(workdir, "scratch", f"{resolver.task_type}_{resolver.task_id}")
 
 
-def _train_loop(model, config, workdir, iterator, step, total_steps, manager, stop):
+def _train_loop(model, config, workdir, iterator, step, total_steps, manager, stop, verbose):
     model.make_train_function()
     guard = TrainingGuard()
     guard.set_model(model)
@@ -253,8 +258,12 @@ def _train_loop(model, config, workdir, iterator, step, total_steps, manager, st
     with summaries():
         writer = tf.summary.create_file_writer(summary_dir)
     image_batches = _image_summary_batches(config) if config.image_summary_every else {}
-    progbar = keras.utils.Progbar(total_steps, stateful_metrics=_LOG_NAMES, unit_name="step")
+    progbar = keras.utils.Progbar(
+        total_steps, stateful_metrics=_LOG_NAMES, unit_name="step", verbose=int(verbose)
+    )
+    log = logging.info if verbose else logging.debug
     current = int(step.numpy())
+    skipped = int(model.skipped_steps.numpy())  # restored with a resumed run
     if current >= total_steps:
         logging.info("The run already finished (step %d of %d).", current, total_steps)
     model.reset_metrics()
@@ -263,7 +272,13 @@ def _train_loop(model, config, workdir, iterator, step, total_steps, manager, st
         current = int(step.assign_add(1).numpy())
         guard.on_train_batch_end(current, logs)
         values = {name: float(value) for name, value in logs.items()}
-        progbar.update(current, [(name, values[name]) for name in _LOG_NAMES if name in values])
+        if values.get("skipped_steps", 0) > skipped:
+            skipped = values["skipped_steps"]
+            logging.warning(
+                "\nStep %d was skipped: a loss or a gradient was not finite (NaN or Inf); %d "
+                "skipped so far.", current, skipped,
+            )  # fmt: skip
+        progbar.update(current, [(name, values[name]) for name in _BAR_NAMES if name in values])
         if current % config.log_every == 0 or current == total_steps:
             with summaries(), writer.as_default(step=current):
                 for name, value in values.items():
@@ -274,6 +289,12 @@ def _train_loop(model, config, workdir, iterator, step, total_steps, manager, st
                 _write_prediction_images(model, image_batches, writer, current)
         if current % config.checkpoint_every == 0 or current == total_steps:
             _save_checkpoint(manager, current)
+            # One line under the progress bar, which ends its own line only when it is complete.
+            log(
+                "%sSaved checkpoint %s",
+                "" if current == total_steps else "\n",
+                os.path.basename(manager.latest_checkpoint),
+            )
         if stop.requested:  # what was logged reaches TensorBoard before the run stops
             with summaries():
                 writer.flush()
@@ -291,6 +312,8 @@ def _save_checkpoint(manager, step):
 _LOG_NAMES = ("loss", "seg_loss", "domain_loss", "confusion_loss", "domain_accuracy",
               "confusion_clipped_fraction", "confusion_gradient_ratio", "lr", "sigma",
               "skipped_steps")  # fmt: skip
+# The progress bar's share of them (TensorBoard has all): a line that fits a terminal.
+_BAR_NAMES = ("seg_loss", "domain_loss", "domain_accuracy", "lr")
 
 
 def _image_summary_batches(config):
