@@ -89,6 +89,7 @@ def pretrain_resnet_tiny(output, *, steps=DEFAULT_STEPS, batch_size=32, learning
         _training_stream(seed, batch_size, image_size),
         steps_per_epoch=steps,
         epochs=1,
+        shuffle=False,  # a tf.data stream: Keras ignores shuffle for it, with a warning
         verbose=verbose,
     )
     _, accuracy = classifier.evaluate(
