@@ -14,7 +14,9 @@ otherwise one checkpoint is evaluated (`uada.runs.evaluation.evaluate`).
 Domains default to the run's source, target and unseen domains, each on its validation split.
 Results are printed as a Markdown table and written into the workdir as `eval_<resolution>.json`
 and `eval_<resolution>.md` (`--output_json` chooses the JSON file; the table goes beside it with
-the suffix `.md`); `uada.runs.evaluation` describes their contents and the resolutions.
+the suffix `.md`); `uada.runs.evaluation` describes their contents and the resolutions. The
+`<resolution>` in a file name is what was measured: `full`, or the model's input size
+(`384x768` for the paper's runs, `128x256` for the demo's at `--resolution=384x768`).
 
 A damaged checkpoint (files missing, truncated or failing their checksum) is an error of a few
 lines naming it, the reason and the intact checkpoints to pass with `--checkpoint` (exit status
