@@ -148,7 +148,7 @@ def test_every_checkpoint_evaluates_the_intact_ones_and_lists_the_damaged(
     assert [(int(r["step"]), r["miou"] != "", words in r["damaged"]) for r in written] == [
         (4, True, False), (6, False, True), (8, True, False),
     ]  # fmt: skip
-    note = open(os.path.join(workdir, "eval_384x768_select_last.md")).read()
+    note = open(os.path.join(workdir, "eval_32x64_select_last.md")).read()
     assert f"Damaged checkpoints, skipped: {ckpt6} (its data file is truncated" in note
     assert os.path.exists(ckpt6 + ".index")  # evaluation moves nothing
 
