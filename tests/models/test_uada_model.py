@@ -253,6 +253,23 @@ def test_a_nan_step_is_skipped_and_counted_then_training_stops():
     assert int(model._consecutive_skips.numpy()) == 0
 
 
+def test_a_g_step_skipped_after_an_applied_d_step_takes_the_d_update_back(monkeypatch):
+    # The D step is finite and applied first; the G objective is then made non-finite (its L2
+    # term). Skipping G alone would leave D's update and D's iteration: D's clock (and the noise
+    # schedule that counts D + G steps) would run ahead of G's.
+    model = _model()
+    model.compile()
+    optimizers = (model.seg_optimizer, model.domain_optimizer)
+    state = model.variables + [v for o in optimizers for v in o.variables]
+    before = _values(state)
+    monkeypatch.setattr(losses, "l2_regularization", lambda *args: tf.constant(float("inf")))
+    history = _fit(model, _batch())
+    assert history.history["skipped_steps"] == [1.0]
+    assert _changed_paths(state, before) == ["consecutive_skips", "skipped_steps"]
+    assert [int(o.iterations.numpy()) for o in optimizers] == [0, 0]
+    assert model.domain_loss_tracker.count.numpy() == 0  # the skipped step's D loss is not logged
+
+
 def test_one_step_under_mirrored_strategy_matches_a_single_device_step(mirrored_strategy):
     # Two replicas, each [2 source ; 2 target], synchronized DAN == one device on
     # [4 source ; 4 target]: statistics over all source samples, seg loss over all valid pixels.

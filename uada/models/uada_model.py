@@ -59,7 +59,9 @@ class UADAModel(keras.Model):
     valid source pixels, so that a step equals the single-device step on the whole global batch.
 
     A step whose losses or (clipped) gradients are not finite, or whose labels are invalid, is
-    skipped: no variable changes (moving statistics included) and `skipped_steps` counts it;
+    skipped: no variable changes (moving statistics included; D's update, applied before the
+    G step is found non-finite, is taken back with its optimizer's iteration and momentum, so
+    that the noise schedule's D + G clock stays on even steps) and `skipped_steps` counts it;
     after `max_consecutive_skips` consecutive skips `fit` stops with `NonFiniteLossError`.
     Labels other than `0..num_classes-1` and 255 raise `tf.errors.InvalidArgumentError` before the
     loss is computed (under XLA, where assertions are compiled away, the step is skipped and `fit`
@@ -338,6 +340,16 @@ class UADAModel(keras.Model):
             return []
         return self.domain_classifier.trainable_variables
 
+    @property
+    def _domain_state(self):
+        """What D's update changes: D's weights and its optimizer's iteration and momentum (not a
+        loss scale, which must keep finding its level whether or not the step is applied)."""
+        if self.domain_classifier is None:
+            return []
+        return self._domain_variables + list(
+            step_guard.inner_optimizer(self.domain_optimizer).variables
+        )
+
     def _unpack(self, data):
         """`((source_images, source_labels), target_images)` or `(source_images, source_labels)`
         -> `(source_images, source_labels, target_images or None)`."""
@@ -380,9 +392,12 @@ class UADAModel(keras.Model):
         )
         images = self._source_first(source_images, target_images, invalid_labels)
         moving_statistics = step_guard.snapshot(self._state_variables)
+        # D's update is applied before G's fate is known; a skipped G step takes it back too.
+        domain_state = step_guard.snapshot(self._domain_state) if apply_updates else []
         step, g_step = self._step_counts()
         learning_rate = tf.cast(self.seg_optimizer.learning_rate, tf.float32)  # before the update
         logs, d_grads, d_overflow, conf_loss = {}, [], tf.constant(False), None
+        d_metrics = {}
 
         with tf.GradientTape() as tape:
             with domain_split(None if target_images is None else num_source):
@@ -395,7 +410,7 @@ class UADAModel(keras.Model):
             finite = tf.math.is_finite(global_seg_loss) & tf.equal(invalid_labels, 0)
             if self.mode == "uada":
                 with tape.stop_recording():  # the D step, on sg(Z)
-                    d_grads, finite, d_overflow = self._domain_step(
+                    d_grads, finite, d_overflow, d_metrics = self._domain_step(
                         tf.stop_gradient(z), num_source, step, finite, apply_updates, logs
                     )
                 # L_conf goes through D', D as the D step left it, with fresh noise n2.
@@ -416,6 +431,7 @@ class UADAModel(keras.Model):
         diagnostics = {}
         if self.mode == "uada":
             diagnostics = {
+                **d_metrics,
                 "confusion_clipped_fraction": losses.confusion_clipped_fraction(
                     conf_logits, num_source
                 ),
@@ -429,6 +445,7 @@ class UADAModel(keras.Model):
             losses_finite=g_losses_finite, grads_finite=g_grads_finite,
         )  # fmt: skip
         step_guard.restore_unless(applied, self._state_variables, moving_statistics)
+        step_guard.restore_unless(applied, self._domain_state, domain_state)
         step_guard.count_skip(
             applied, d_overflow | g_overflow, self.skipped_steps, self._consecutive_skips
         )
@@ -440,8 +457,9 @@ class UADAModel(keras.Model):
         """The D step of Eq. 2 on `z` = sg(Z): min over theta_d of L_dom(D(z + sigma * n1)).
 
         `finite` says whether the G step's losses so far are finite (a step is applied whole or
-        not at all). Returns `(gradients, finite, overflow)`; adds `sigma` (and, without
-        `apply_updates`, `domain_loss`) to `logs`.
+        not at all). Returns `(gradients, finite, overflow, metrics)`, `metrics` the step's
+        `domain_loss` and `domain_accuracy` (counted only if the whole step is applied); adds
+        `sigma` (and, without `apply_updates`, `domain_loss`) to `logs`.
         """
         variables = self._domain_variables
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -457,16 +475,13 @@ class UADAModel(keras.Model):
         losses_finite = finite & tf.math.is_finite(step_guard.sum_over_replicas(d_loss))
         if not apply_updates:
             logs["domain_loss"] = d_loss
-            return grads, losses_finite & grads_finite, tf.constant(False)
+            return grads, losses_finite & grads_finite, tf.constant(False), {}
         finite, overflow = step_guard.apply_or_skip(
             self.domain_optimizer, grads, variables,
             losses_finite=losses_finite, grads_finite=grads_finite,
         )  # fmt: skip
-        weight = tf.cast(finite, tf.float32)
-        step_guard.update_mean(self.domain_loss_tracker, d_loss, weight)
         accuracy = losses.domain_accuracy(d_logits, num_source)
-        step_guard.update_mean(self.domain_accuracy_tracker, accuracy, weight)
-        return grads, finite, overflow
+        return grads, finite, overflow, {"domain_loss": d_loss, "domain_accuracy": accuracy}
 
     def _source_first(self, source_images, target_images, invalid_labels):
         """The batch R sees: `[x_s ; x_t]` (`[num_source + num_target, H, W, 3]`), or `x_s` alone
