@@ -129,8 +129,8 @@ def test_resnet50_weights_file_is_copied_for_every_norm(norm, resnet50_weights):
             continue
         layer = backbone.get_layer(name)
         if name.endswith("_conv"):
-            # The kernel; the bias too only where no normalization follows.
-            expected = weights if norm == "none" else weights[:1]
+            # The kernel; with `none` also a bias, zero (the original's), not the file's.
+            expected = [weights[0], 0 * weights[1]] if norm == "none" else weights[:1]
         else:  # a BN position: [gamma, beta, moving_mean, moving_variance]
             expected = {"none": [], "instance": weights[:2]}.get(norm, list(weights))
             if len(expected) == 4:  # the preceding conv's bias folded into the moving mean
@@ -204,6 +204,21 @@ def test_resnet_tiny_weights_file_gives_the_base_models_features(norm, resnet_ti
         backbone.get_layer("conv3_block1_2_conv").kernel.numpy(),
         reference.get_layer("conv3_block1_2_conv").kernel.numpy(),
     )
+
+
+def test_norm_none_starts_the_convolution_biases_at_zero(resnet_tiny_weights):
+    """Without a normalization the biases start at zero, as the original's slim convolutions
+    without a normalizer do, and not at the file's values (learned in front of a batch norm);
+    the kernels still come from the file."""
+    path, reference = resnet_tiny_weights
+    backbone = build_backbone("resnet_tiny", "none", 32, weights=path, input_shape=(64, 64, 3))
+    convs = [layer for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 17
+    for conv in convs:
+        kernel, bias = reference.get_layer(conv.name).get_weights()
+        assert np.abs(bias).max() > 0.1  # the file's biases are not zero
+        np.testing.assert_array_equal(conv.kernel.numpy(), kernel, err_msg=conv.name)
+        np.testing.assert_array_equal(conv.bias.numpy(), np.zeros_like(bias), err_msg=conv.name)
 
 
 def test_resnet50_weights_file_into_resnet_tiny_is_named(resnet50_weights):

@@ -14,7 +14,9 @@
   `none`);
 - every convolution whose output feeds only a normalization loses its bias (as in the original's
   slim ResNet), except with `norm="none"`, where the bias is all that is left of the
-  normalization. A normalization cancels such a bias in the forward pass, but DAN does not cancel
+  normalization; it then starts at zero, as in the original (its slim convolutions get a bias,
+  zero-initialized, only when there is no normalizer, and the checkpoint holds none), rather than
+  at Keras' pretrained value, which was learned in front of a batch norm. A normalization cancels such a bias in the forward pass, but DAN does not cancel
   it in the backward pass: the target outputs are normalized with `stop_gradient` source
   statistics, so the confusion loss would move the bias, with no forward effect and nothing to
   hold it, and the moving mean would trail it. Pretrained biases (Keras' ResNet-50 carries one on
@@ -202,7 +204,7 @@ def _dilate_and_swap_normalization(base, norm, output_stride, synchronized, name
     """Clones a ResNet v1 with the requested output stride and normalization; copies weights."""
     dilation = _STAGE_DILATION[output_stride]
     # Convolution name -> the normalization that alone consumes its output (biases to drop).
-    normalized_convs = {} if norm == "none" else _convs_feeding_only_a_normalization(base)
+    normalized_convs = _convs_feeding_only_a_normalization(base)
 
     def clone_function(layer):
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -211,7 +213,7 @@ def _dilate_and_swap_normalization(base, norm, output_stride, synchronized, name
             )
         config = layer.get_config()
         stage = layer.name.split("_")[0]
-        if layer.name in normalized_convs:
+        if layer.name in normalized_convs and norm != "none":
             config["use_bias"] = False
         if isinstance(layer, keras.layers.Conv2D) and stage in dilation:
             if layer.name.endswith(("_block1_0_conv", "_block1_1_conv")):
@@ -250,6 +252,8 @@ def _dilate_and_swap_normalization(base, norm, output_stride, synchronized, name
         # GroupNormalization [gamma, beta]: a prefix of the source weights is the right copy
         # (`none` has no weights; a convolution copies [kernel, bias] or its kernel alone).
         weights = source[: len(layer.weights)]
+        if layer.name in normalized_convs and len(weights) == 2:  # norm="none": the bias, zero
+            weights[1] = weights[1] * 0.0
         if layer.name in dropped_bias and len(weights) == 4:
             # BN(conv(x) + b) with moving mean m == BN(conv(x)) with moving mean m - b.
             weights[2] = weights[2] - dropped_bias[layer.name]
