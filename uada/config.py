@@ -79,6 +79,12 @@ class Config:
     output_stride: int = _field(8, "Output stride of the backbone.", enum=OUTPUT_STRIDES)
     image_size: tuple[int, ...] = _field((384, 768), "Image height,width.")
     lambda_conf: float = _field(0.01, "Weight of the confusion loss.", lower_bound=0)
+    dan_target_epsilon: float = _field(
+        0.0,
+        "With --norm=dan: the epsilon R's DAN layers add to the source variance for the target "
+        "images in training; 0 for the source images' 1e-5. The original code's: 1e-9.",
+        lower_bound=0,
+    )
 
     # Data.
     source: str = _field("gta5", "Labelled training domain.", enum=DATASETS)

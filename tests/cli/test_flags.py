@@ -143,3 +143,23 @@ def test_flags_are_generated_from_the_config_fields():
         ("target", domains.DATASETS),
     ]:
         assert flag_values[name].parser.enum_values == [str(v) for v in owner], name
+
+
+def test_dan_target_epsilon_flag_reaches_every_dan_layer_of_r():
+    from uada.layers import DomainAgnosticNormalization
+    from uada.runs import workdir as workdir_lib
+
+    def target_epsilons(config):
+        model = workdir_lib.build_model(config)
+        layers = [*model.representation.get_layer("resnet_tiny_os8").layers,
+                  *model.representation.layers, *model.segmentation_head.layers]  # fmt: skip
+        return {layer.name: layer.target_epsilon for layer in layers
+                if isinstance(layer, DomainAgnosticNormalization)}  # fmt: skip
+
+    argv = ("--flagfile=experiments/smoke.flags", "--workdir=x")
+    default = target_epsilons(parse_train_flags(*argv))
+    assert len(default) == 19 and set(default.values()) == {None}  # 17 + extension + S
+    original = target_epsilons(parse_train_flags(*argv, "--dan_target_epsilon=1e-9"))
+    # R's DAN layers take the original's 1e-9; S's DAN keeps its 1e-3 for every sample.
+    assert original.pop("head_norm") is None
+    assert len(original) == 18 and set(original.values()) == {1e-9}

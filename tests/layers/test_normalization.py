@@ -101,6 +101,41 @@ def test_dan_mixed_batch_matches_source_only_and_formula(target_scale):
     np.testing.assert_array_equal(dan.moving_variance.numpy(), bn.moving_variance.numpy())
 
 
+def test_dan_target_epsilon_normalizes_the_target_rows_with_its_own_epsilon():
+    # The original's target rows add 1e-9 to the source variance, its source rows ~1e-5.
+    # Channel 0's source variance (~1e-8) is below 1e-5, so the two epsilons differ by a
+    # factor ~30 in the target rows' scale there.
+    x = _data()
+    x[:NUM_SOURCE, ..., 0] = np.random.default_rng(5).normal(size=SHAPE[1:3]) * 1e-4
+    gamma, beta = _params(SHAPE[-1])
+    weights = _data(seed=4)
+    dan = _dan(x, gamma, beta, target_epsilon=1e-9)
+    y, gx, gg, gb = _grads(dan, x, weights, num_source=NUM_SOURCE)
+
+    # Reference in float64: y_s with eps = 1e-5, y_t with the stopped source statistics + 1e-9.
+    x64, w64 = tf.constant(x, tf.float64), tf.constant(weights, tf.float64)
+    g64, b64 = tf.constant(gamma, tf.float64), tf.constant(beta, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch([x64, g64, b64])
+        mean, var = tf.nn.moments(x64[:NUM_SOURCE], axes=[0, 1, 2])
+        y_s = g64 * (x64[:NUM_SOURCE] - mean) / tf.sqrt(var + EPS) + b64
+        mean, var = tf.stop_gradient(mean), tf.stop_gradient(var)
+        y_t = g64 * (x64[NUM_SOURCE:] - mean) / tf.sqrt(var + 1e-9) + b64
+        y_ref = tf.concat([y_s, y_t], 0)
+        loss = tf.reduce_sum(y_ref * w64)
+    refs = [y_ref.numpy(), *(t.numpy() for t in tape.gradient(loss, [x64, g64, b64]))]
+    # float32 against float64: reductions over <= 210 terms, values up to ~1e5 in channel 0.
+    for got, ref, name in zip((y, gx, gg, gb), refs, ("y", "dx", "dgamma", "dbeta"), strict=True):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4, err_msg=name)
+    # The default (1e-5 for both) gives a different target output: the flag is not a no-op.
+    default = _dan(x, gamma, beta)
+    y_default = default(x, training=True, num_source=NUM_SOURCE).numpy()
+    np.testing.assert_allclose(y_default[:NUM_SOURCE], y[:NUM_SOURCE], rtol=1e-6, atol=1e-6)
+    assert np.abs(y_default[NUM_SOURCE:, ..., 0] - y[NUM_SOURCE:, ..., 0]).max() > 1.0
+    # Inference uses `epsilon` for every sample (both layers saw the same source statistics).
+    np.testing.assert_array_equal(dan(x, training=False).numpy(), default(x, training=False).numpy())
+
+
 def test_dan_moving_statistics_independent_of_target_content():
     x = _data()
     gamma, beta = _params(SHAPE[-1])
@@ -319,13 +354,15 @@ def test_tf_function_and_xla_match_eager(cls, jit_compile):
 def test_serialization_round_trip(cls, tmp_path):
     x = _data()
     inputs = keras.Input(SHAPE[1:])
-    layer = cls(momentum=0.9, epsilon=1e-4, center=False, name="norm")
+    extra = {"target_epsilon": 1e-9} if cls is layers.DomainAgnosticNormalization else {}
+    layer = cls(momentum=0.9, epsilon=1e-4, center=False, name="norm", **extra)
     model = keras.Model(inputs, layer(inputs))
     layer(x, training=True, num_source=NUM_SOURCE)
     config = layer.get_config()
     clone = cls.from_config(config)
     assert clone.get_config() == config
     assert (clone.momentum, clone.epsilon, clone.center) == (0.9, 1e-4, False)
+    assert getattr(clone, "target_epsilon", None) == extra.get("target_epsilon")
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
@@ -342,6 +379,7 @@ def test_serialization_round_trip(cls, tmp_path):
         (lambda: layers.SplitBatchNormalization(momentum="x"), r"momentum='x'"),
         (lambda: layers.DomainAgnosticNormalization(axis=[1, 2]), r"axis=\[1, 2\]"),
         (lambda: layers.DomainAgnosticNormalization(epsilon=0), r"epsilon=0"),
+        (lambda: layers.DomainAgnosticNormalization(target_epsilon=0), r"target_epsilon=0"),
         (lambda: layers.DomainAgnosticNormalization()(_data(), num_source=-1), r"num_source=-1"),
         (lambda: layers.DomainAgnosticNormalization()(_data(), num_source=7), r"num_source=7"),
         (lambda: layers.DomainAgnosticNormalization()(_data(), num_source=1.5), r"num_source=1\.5"),

@@ -16,11 +16,12 @@ class DomainAgnosticNormalization(SourceFirstNormalization):
     Training:
         mu_s, var_s = moments(x_s)
         y_s = gamma * (x_s - mu_s) / sqrt(var_s + eps) + beta
-        y_t = gamma * (x_t - sg(mu_s)) / sqrt(sg(var_s) + eps) + beta      (sg = stop_gradient)
+        y_t = gamma * (x_t - sg(mu_s)) / sqrt(sg(var_s) + eps_t) + beta    (sg = stop_gradient)
         moving_mean = momentum * moving_mean + (1 - momentum) * mu_s   (likewise the variance)
 
-    so target samples never reach the moving statistics, and a loss of the target outputs has no
-    gradient with respect to the source inputs (but does with respect to gamma and beta).
+    with `eps_t = target_epsilon` (default: `eps`), so target samples never reach the moving
+    statistics, and a loss of the target outputs has no gradient with respect to the source
+    inputs (but does with respect to gamma and beta).
     Inference (every sample, every domain):
         y = gamma * (x - moving_mean) / sqrt(moving_variance + eps) + beta
 
@@ -31,6 +32,9 @@ class DomainAgnosticNormalization(SourceFirstNormalization):
         axis: the channel axis. Defaults to -1.
         momentum: momentum of the moving averages. Defaults to 0.96 (the original code).
         epsilon: added to the variance. Defaults to 1e-5.
+        target_epsilon: added to the source variance for the target samples in training;
+            `None` (the default) for `epsilon`. The original code's target rows used 1e-9
+            (docs/FIDELITY.md, *Normalization*). Inference uses `epsilon` for every sample.
         center: whether to add the learned offset `beta`.
         scale: whether to multiply by the learned scale `gamma`.
         synchronized: under `tf.distribute`, compute the source statistics over all replicas'
@@ -50,3 +54,19 @@ class DomainAgnosticNormalization(SourceFirstNormalization):
     """
 
     target_statistics = "source"
+
+    def __init__(self, axis=-1, momentum=0.96, epsilon=1e-5, *, target_epsilon=None, **kwargs):
+        if target_epsilon is not None and (
+            isinstance(target_epsilon, bool)
+            or not isinstance(target_epsilon, int | float)
+            or target_epsilon <= 0
+        ):
+            raise ValueError(
+                "`target_epsilon` must be None or a positive number. "
+                f"Received: target_epsilon={target_epsilon!r}"
+            )
+        super().__init__(axis=axis, momentum=momentum, epsilon=epsilon, **kwargs)
+        self.target_epsilon = None if target_epsilon is None else float(target_epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "target_epsilon": self.target_epsilon}

@@ -9,7 +9,8 @@ NORMALIZATIONS = ("none", "batch", "instance", "split_batch", "dan")
 
 
 def get_normalization(norm, *, momentum=0.96, epsilon=1e-5, center=True, scale=True,
-                      synchronized=False, axis=-1, **kwargs):  # fmt: skip
+                      synchronized=False, axis=-1, dan_target_epsilon=None,
+                      **kwargs):  # fmt: skip
     """Returns a new normalization layer of the kind `norm` (the paper's Table 2).
 
     | norm | layer |
@@ -29,6 +30,8 @@ def get_normalization(norm, *, momentum=0.96, epsilon=1e-5, center=True, scale=T
         synchronized: all-reduce batch statistics across replicas under `tf.distribute`
             ("batch", "split_batch", "dan").
         axis: the channel axis.
+        dan_target_epsilon: "dan" only: the epsilon of the target samples (DAN's
+            `target_epsilon`); `None` for `epsilon`.
         **kwargs: base layer arguments, e.g. `name`, `dtype`.
 
     Returns:
@@ -42,6 +45,8 @@ def get_normalization(norm, *, momentum=0.96, epsilon=1e-5, center=True, scale=T
         return keras.layers.GroupNormalization(
             groups=-1, axis=axis, epsilon=epsilon, center=center, scale=scale, **kwargs
         )
+    if norm == "dan" and dan_target_epsilon is not None:
+        kwargs["target_epsilon"] = dan_target_epsilon
     cls = {
         "batch": keras.layers.BatchNormalization,
         "split_batch": SplitBatchNormalization,

@@ -10,6 +10,10 @@ kernel with an analytic gradient serves both (and plain batch norm when there is
 | `"source"` (DAN) | the source part's | `gamma * rstd_s * dy_t`, nothing to `x_s` |
 | `"own"` (split batch norm) | the target part's | batch-norm gradient with the target's stats |
 
+DAN's target rows may add their own epsilon to the source variance (`target_epsilon`, the
+original's 1e-9; docs/FIDELITY.md, *Normalization*); their gradient is then
+`gamma * rsqrt(var_s + target_epsilon) * dy_t`.
+
 The gradient is written out rather than left to autodiff: batch norm's backward pass then needs
 two per-channel reductions (`sum dy`, `sum dy * x`) and one elementwise pass
 `dx = dy * A + x * B + C` with per-sample, per-channel coefficients, which is cheaper on CPU than
@@ -47,7 +51,7 @@ def _replica_sum(value, synchronized):
 
 
 def source_first_normalize(x, gamma, beta, *, num_source, target_statistics, axis, epsilon,
-                           synchronized=False):  # fmt: skip
+                           synchronized=False, target_epsilon=None):  # fmt: skip
     """Batch-normalizes a source-first batch; returns the output and each part's statistics.
 
     Args:
@@ -59,6 +63,8 @@ def source_first_normalize(x, gamma, beta, *, num_source, target_statistics, axi
         epsilon: added to the variances.
         synchronized: all-reduce count, sum and sum of squares over replicas (and, in the
             backward pass, the sums of the upstream gradient) as synchronized batch norm does.
+        target_epsilon: with `target_statistics="source"`, the epsilon the target rows add to
+            the source variance; `None` for `epsilon`.
 
     Returns:
         `(y, stats)`: `y` in float32, and a list of `(mean, variance)` of shape `[C]` per part with
@@ -83,15 +89,20 @@ def source_first_normalize(x, gamma, beta, *, num_source, target_statistics, axi
             _moments(p, sample_axes, axis, synchronized) for p in parts
         ]  # (mean, var, count)
         rstds = [tf.math.rsqrt(v + epsilon) for _, v, _ in moments]
+        # The (mean, rstd) each row group is normalized with: source rows first, then the target
+        # rows when they differ (their own statistics, or DAN's own epsilon).
+        row_stats = [(m, r) for (m, _, _), r in zip(moments, rstds, strict=True)]
+        if split and not own_target and target_epsilon is not None:
+            row_stats.append((moments[0][0], tf.math.rsqrt(moments[0][1] + target_epsilon)))
         gamma_b = tf.reshape(gamma, stat_shape)
-        scales = [gamma_b * r for r in rstds]
+        scales = [gamma_b * r for _, r in row_stats]
         offsets = [
             tf.reshape(beta, stat_shape) - m * s
-            for (m, _, _), s in zip(moments, scales, strict=True)
+            for (m, _), s in zip(row_stats, scales, strict=True)
         ]
         is_source = _source_rows(x, num_source) if split else None
-        own_rows = is_source if own_target else None  # rows whose part has its own statistics
-        scale, offset = _per_sample(own_rows, scales), _per_sample(own_rows, offsets)
+        two_groups = is_source if len(row_stats) == 2 else None
+        scale, offset = _per_sample(two_groups, scales), _per_sample(two_groups, offsets)
         y = x32 * scale + offset
 
         def grad(dy, *unused_stat_grads):
@@ -105,11 +116,11 @@ def source_first_normalize(x, gamma, beta, *, num_source, target_statistics, axi
                 (tf.reduce_sum(sum_g[a:b], 0, keepdims=True), tf.reduce_sum(sum_gx[a:b], 0, True))
                 for a, b in bounds
             ]
-            # Every sample is normalized with the statistics of the part it uses in the forward.
-            stat_of_part = [0, 1] if own_target else [0, 0]
+            # Every sample is normalized with the statistics of its row group in the forward.
             d_gamma = tf.zeros_like(sum_g[:1])
-            for (part_g, part_gx), k in zip(local, stat_of_part[: len(local)], strict=True):
-                d_gamma += rstds[k] * (part_gx - moments[k][0] * part_g)
+            for k, (part_g, part_gx) in enumerate(local):
+                mean, rstd = row_stats[min(k, len(row_stats) - 1)]
+                d_gamma += rstd * (part_gx - mean * part_g)
             d_beta = tf.reduce_sum(sum_g, 0, keepdims=True)
             # dx = dy * A + x * B + C. A = gamma * rstd of the part used; B and C are the
             # gradient through the statistics, only for the parts that own them.
@@ -176,6 +187,7 @@ class SourceFirstNormalization(keras.layers.BatchNormalization):
     """
 
     target_statistics = None
+    target_epsilon = None  # DAN's own epsilon for the target rows; None: `epsilon`
 
     def __init__(self, axis=-1, momentum=0.96, epsilon=1e-5, renorm=False, **kwargs):
         _validate_common(self, axis, momentum, epsilon, renorm)
@@ -249,6 +261,7 @@ class SourceFirstNormalization(keras.layers.BatchNormalization):
             axis=self.axis,
             epsilon=self.epsilon,
             synchronized=self.synchronized,
+            target_epsilon=self.target_epsilon,
         )
         m = self.momentum
         for mean, variance in stats:  # source first, then the target's own statistics if any

@@ -33,6 +33,7 @@ plain base model that `build_base_model(name)` builds (Keras' ResNet-50 without 
 by the same checks and errors for both.
 """
 
+import functools
 import os
 
 import keras
@@ -58,7 +59,8 @@ _TINY_BN_EPSILON = 1.001e-5
 
 
 def build_backbone(name="resnet50", norm="dan", output_stride=8, weights=None, *,
-                   input_shape=(None, None, 3), synchronized=False):  # fmt: skip
+                   input_shape=(None, None, 3), synchronized=False,
+                   dan_target_epsilon=None):  # fmt: skip
     """Builds R's backbone: images -> the last stage's features.
 
     Args:
@@ -76,6 +78,8 @@ def build_backbone(name="resnet50", norm="dan", output_stride=8, weights=None, *
         input_shape: `(H, W, 3)`; `None` for a spatial size accepts any size.
         synchronized: all-reduce the normalization statistics across replicas under
             `tf.distribute` (`batch`, `split_batch`, `dan`).
+        dan_target_epsilon: with `norm="dan"`, the epsilon of the target samples
+            (`uada.layers.get_normalization`); `None` for 1e-5, the source samples' epsilon.
 
     Returns:
         A functional `keras.Model` named `f"{name}_os{output_stride}"` from float32 RGB images
@@ -91,8 +95,12 @@ def build_backbone(name="resnet50", norm="dan", output_stride=8, weights=None, *
             f"Received: output_stride={output_stride!r}"
         )
     base = build_base_model(name, weights, input_shape=input_shape)
+    normalization = functools.partial(
+        get_normalization, norm, momentum=0.96, epsilon=1e-5, synchronized=synchronized,
+        dan_target_epsilon=dan_target_epsilon,
+    )  # fmt: skip
     return _dilate_and_swap_normalization(
-        base, norm, output_stride, synchronized, name=f"{name}_os{output_stride}"
+        base, norm, normalization, output_stride, name=f"{name}_os{output_stride}"
     )
 
 
@@ -200,17 +208,16 @@ def _tiny_batch_norm(name):
     return keras.layers.BatchNormalization(epsilon=_TINY_BN_EPSILON, name=name)
 
 
-def _dilate_and_swap_normalization(base, norm, output_stride, synchronized, name):
-    """Clones a ResNet v1 with the requested output stride and normalization; copies weights."""
+def _dilate_and_swap_normalization(base, norm, normalization, output_stride, name):
+    """Clones a ResNet v1 with the requested output stride and normalization (`norm`, made by
+    `normalization(name=...)`); copies weights."""
     dilation = _STAGE_DILATION[output_stride]
     # Convolution name -> the normalization that alone consumes its output (biases to drop).
     normalized_convs = _convs_feeding_only_a_normalization(base)
 
     def clone_function(layer):
         if isinstance(layer, keras.layers.BatchNormalization):
-            return get_normalization(
-                norm, momentum=0.96, epsilon=1e-5, synchronized=synchronized, name=layer.name
-            )
+            return normalization(name=layer.name)
         config = layer.get_config()
         stage = layer.name.split("_")[0]
         if layer.name in normalized_convs and norm != "none":

@@ -12,7 +12,7 @@ from uada.layers import DomainAgnosticNormalization, get_normalization
 
 
 def build_representation(backbone, norm="dan", *, filters=256, synchronized=False,
-                         name="representation"):  # fmt: skip
+                         dan_target_epsilon=None, name="representation"):  # fmt: skip
     """Builds R: the backbone followed by R's extension, a 1x1 conv to 256, normalization, ReLU.
 
     The extension conv is He-initialized (fan-in, truncated normal) and has a bias only with
@@ -23,6 +23,8 @@ def build_representation(backbone, norm="dan", *, filters=256, synchronized=Fals
         norm: the normalization after the 1x1 conv, one of `uada.layers.NORMALIZATIONS`.
         filters: channels of Z. Defaults to 256.
         synchronized: all-reduce normalization statistics across replicas under `tf.distribute`.
+        dan_target_epsilon: with `norm="dan"`, the epsilon of the target samples; `None` for
+            1e-5, the source samples' (`uada.layers.get_normalization`).
         name: the model name.
 
     Returns:
@@ -39,8 +41,9 @@ def build_representation(backbone, norm="dan", *, filters=256, synchronized=Fals
         name="extension_conv",
     )(x)
     x = get_normalization(
-        norm, momentum=0.96, epsilon=1e-5, synchronized=synchronized, name="extension_norm"
-    )(x)
+        norm, momentum=0.96, epsilon=1e-5, synchronized=synchronized,
+        dan_target_epsilon=dan_target_epsilon, name="extension_norm",
+    )(x)  # fmt: skip
     z = keras.layers.ReLU(name="extension_relu")(x)
     return keras.Model(images, z, name=name)
 

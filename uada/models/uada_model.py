@@ -632,7 +632,7 @@ class TrainingGuard(keras.callbacks.Callback):
 
 def build_uada_model(mode="uada", backbone="resnet50", norm="dan", output_stride=8, weights=None,
                      image_size=(384, 768), num_classes=19, lambda_conf=0.01, *,
-                     synchronized=None, **kwargs):  # fmt: skip
+                     synchronized=None, dan_target_epsilon=None, **kwargs):  # fmt: skip
     """Builds the UADA segmentation model: R (backbone + extension), S and, in `"uada"` mode, D.
 
     Args:
@@ -647,6 +647,9 @@ def build_uada_model(mode="uada", backbone="resnet50", norm="dan", output_stride
         lambda_conf: weight of the confusion loss. Defaults to 0.01.
         synchronized: all-reduce normalization statistics across replicas. Defaults to `True`
             when built under a `tf.distribute` strategy with more than one replica.
+        dan_target_epsilon: with `norm="dan"`, the epsilon R's DAN layers add to the source
+            variance for the target samples; `None` for 1e-5, the source samples' (the original
+            code's is 1e-9; docs/FIDELITY.md, *Normalization*).
         **kwargs: the other `UADAModel` arguments (`steps_per_epoch`, `ramp_epochs`,
             `noise_sigma`, `noise_decay_steps`, `l2_regularization`, `gradient_clip`,
             `max_consecutive_skips`, `seed`, `name`).
@@ -660,9 +663,11 @@ def build_uada_model(mode="uada", backbone="resnet50", norm="dan", output_stride
         synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
     features = build_backbone(
         backbone, norm, output_stride, weights, input_shape=(*image_size, 3),
-        synchronized=synchronized,
+        synchronized=synchronized, dan_target_epsilon=dan_target_epsilon,
     )  # fmt: skip
-    representation = build_representation(features, norm, synchronized=synchronized)
+    representation = build_representation(
+        features, norm, synchronized=synchronized, dan_target_epsilon=dan_target_epsilon
+    )
     head = build_segmentation_head(num_classes, image_size, synchronized=synchronized)
     domain_classifier = build_domain_classifier() if mode == "uada" else None
     kwargs.setdefault("name", f"uada_{mode}")

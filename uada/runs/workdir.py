@@ -147,6 +147,7 @@ def build_model(config, steps_per_epoch=schedules.STEPS_PER_EPOCH):
         weights=None if config.weights == "none" else config.weights,
         image_size=tuple(config.image_size),
         lambda_conf=config.lambda_conf,
+        dan_target_epsilon=config.dan_target_epsilon or None,
         steps_per_epoch=steps_per_epoch,
         ramp_epochs=config.ramp_epochs,
         gradient_clip=(
