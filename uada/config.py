@@ -101,7 +101,10 @@ class Config:
     )
     batch_size: int = _field(2, "Images per domain per step.", lower_bound=1)
     augment: bool = _field(True, "Photometric augmentation.")
-    shuffle_buffer: int = _field(256, "Shuffle buffer per domain.", lower_bound=1)
+    shuffle_buffer: int = _field(
+        200, "Shuffle buffer per domain (the original's: 100 x its 2 images per step).",
+        lower_bound=1,
+    )  # fmt: skip
     demo_train_images: int = _field(200, "Demo: target training images.", lower_bound=1)
     demo_val_images: int = _field(100, "Demo: validation images per domain.", lower_bound=1)
     demo_shift: tuple[str, ...] = _field(

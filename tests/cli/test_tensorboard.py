@@ -75,7 +75,7 @@ def test_scalars_are_the_logged_values(smoke_run, events):
         prefix = os.path.join(workdir_lib.checkpoint_dir(smoke_run.workdir), f"ckpt-{step}")
         workdir_lib.restore_model(model, smoke_run.workdir, prefix)
         regularization[step] = float(
-            losses.l2_regularization(model._conv_kernels, model.l2_regularization)
+            losses.l2_regularization(model._l2_weights, model.l2_regularization)
         )
     ramp = {2: 0.0, 4: 1.0}
     # No confusion gradient reaches R during the ramp; after it, lambda 0.01 makes it small.

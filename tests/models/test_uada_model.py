@@ -253,6 +253,26 @@ def test_a_nan_step_is_skipped_and_counted_then_training_stops():
     assert int(model._consecutive_skips.numpy()) == 0
 
 
+def test_l2_reaches_every_conv_kernel_and_the_two_logit_biases():
+    # The original's classifier scope regularizes the logits' and their upsampling's biases too.
+    model = _model()
+    head = model.segmentation_head
+    rng = np.random.default_rng(0)
+    for name in ("logits_conv", "logits_upsample"):
+        bias = head.get_layer(name).bias
+        bias.assign(rng.uniform(1, 2, bias.shape))  # zero at init: make them count
+    layers = [layer for part in (model.representation.layers[1], model.representation, head)
+              for layer in part.layers]  # fmt: skip
+    kernels = [layer.kernel.numpy() for layer in layers
+               if isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose)]  # fmt: skip
+    assert len(kernels) == 17 + 1 + 3  # resnet_tiny, the extension, S
+    biases = [head.get_layer(name).bias.numpy() for name in ("logits_conv", "logits_upsample")]
+    expected = 8.5e-5 * sum(np.sum(np.float64(w) ** 2) for w in kernels + biases)
+    got = float(losses.l2_regularization(model._l2_weights, model.l2_regularization))
+    assert got == pytest.approx(expected, rel=1e-5)  # float32 sums of <= 1e5 squares
+    assert 8.5e-5 * sum(np.sum(b**2) for b in biases) > 1e-5 * expected  # the biases count
+
+
 def test_a_g_step_skipped_after_an_applied_d_step_takes_the_d_update_back(monkeypatch):
     # The D step is finite and applied first; the G objective is then made non-finite (its L2
     # term). Skipping G alone would leave D's update and D's iteration: D's clock (and the noise

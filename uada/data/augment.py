@@ -20,7 +20,7 @@ result is a pure function of (image, seed): the same eagerly, inside `tf.functio
 Blurs, as implemented here (the original called OpenCV from a `py_func`):
 
 - `median_blur`: the exact median of the `k x k` window around each pixel, per channel, with
-  reflected borders; computed from the `k*k` shifted images with elementwise min/max only
+  replicated borders (the edge pixel repeated, as OpenCV's `medianBlur` does); computed from the `k*k` shifted images with elementwise min/max only
   (forgetful selection, see `_median_of`), which is exact and much cheaper than sorting.
 - `bilateral_blur`: the edge-aware average over a disc of diameter `k`: each neighbour is weighted
   by `exp(-d^2 / (2 sigma_space^2)) * exp(-|I_neighbour - I_centre|^2 / (2 sigma_color^2))`, with
@@ -53,11 +53,19 @@ def _check_kernel_size(kernel_size):
         )
 
 
-def _shifted(image, kernel_size, offsets):
-    """The image shifted by each (dy, dx) in `offsets`, borders reflected; a list of [H, W, C]."""
+def _shifted(image, kernel_size, offsets, border="REFLECT"):
+    """The image shifted by each (dy, dx) in `offsets`; a list of [H, W, C].
+
+    `border`: `"REFLECT"` (OpenCV's default, the edge pixel not repeated: `cv2.bilateralFilter`)
+    or `"REPLICATE"` (the edge pixel repeated: `cv2.medianBlur`)."""
     radius = kernel_size // 2
-    padded = tf.pad(image, [[radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
     height, width = tf.shape(image)[0], tf.shape(image)[1]
+    if border == "REPLICATE":
+        rows = tf.clip_by_value(tf.range(-radius, height + radius), 0, height - 1)
+        columns = tf.clip_by_value(tf.range(-radius, width + radius), 0, width - 1)
+        padded = tf.gather(tf.gather(image, rows, axis=0), columns, axis=1)
+    else:
+        padded = tf.pad(image, [[radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
     return [
         padded[radius + dy : radius + dy + height, radius + dx : radius + dx + width, :]
         for dy, dx in offsets
@@ -90,7 +98,7 @@ def _median_of(values):
 
 
 def median_blur(image, kernel_size):
-    """Median filter over a `kernel_size x kernel_size` window, per channel, borders reflected.
+    """Median filter over a `kernel_size x kernel_size` window, per channel, borders replicated.
 
     Args:
         image: float32 `[H, W, C]`.
@@ -104,7 +112,7 @@ def median_blur(image, kernel_size):
         return image
     radius = kernel_size // 2
     offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
-    return _median_of(_shifted(image, kernel_size, offsets))
+    return _median_of(_shifted(image, kernel_size, offsets, border="REPLICATE"))
 
 
 def bilateral_blur(

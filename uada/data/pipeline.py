@@ -103,7 +103,7 @@ def train_dataset(
     seed=0,
     augment=True,
     image_size=None,
-    shuffle_buffer=256,
+    shuffle_buffer=200,
     symbolic_checkpoint=True,
 ):
     """The infinite training stream: source batches with labels, zipped with target batches.

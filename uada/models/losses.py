@@ -6,7 +6,7 @@ Every batch is laid out source first: the first `num_source` samples are source,
     L_dom  = clip(mean over all positions of sigmoid_ce(D(z), 0 for source / 1 for target), 0, 5)
     L_conf = mean over all positions of c, c = clip(-log(1 - sigmoid(D(z)) + 1e-9), 0, 2) on
              target positions and 0 on source positions
-    L_reg  = 0.00017 * sum(w^2) / 2 over the conv kernels of R and S
+    L_reg  = 0.00017 * sum(w^2) / 2 over the conv kernels of R and S and S's two logit biases
 
 Clipping is `clip_by_value`: the gradient is zero where the value is clipped.
 `confusion_clipped_fraction` measures how many target positions that leaves without a gradient.

@@ -15,6 +15,8 @@ from uada.models.heads import (
 
 # The training modes; this order is the `--mode` flag's (`uada.config`).
 MODES = ("uada", "source_only", "multi_domain")
+# S's layers whose bias L2 also reaches (docs/FIDELITY.md, *Training*).
+_REGULARIZED_BIASES = ("logits_conv", "logits_upsample")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -102,7 +104,9 @@ class UADAModel(keras.Model):
         ramp_epochs: epochs during which the confusion loss has weight 0. Defaults to 1.
         noise_sigma: initial instance-noise standard deviation. Defaults to 0.1.
         noise_decay_steps: steps (D + G) until the noise is 0. Defaults to 20000.
-        l2_regularization: coefficient `l2` of `l2 * sum(w^2)` over the conv kernels of R and S.
+        l2_regularization: coefficient `l2` of `l2 * sum(w^2)` over the conv kernels of R and S
+            and the biases of S's logits and their upsampling (the original's regularizer of the
+            classifier's variable scope reaches those biases too).
             Defaults to 8.5e-5 (= 0.00017 / 2).
         gradient_clip: element-wise gradient bound, `None` for no clipping, or `"auto"` (the
             original's): 5 in `"uada"`, none in `"source_only"` and `"multi_domain"`.
@@ -181,7 +185,11 @@ class UADAModel(keras.Model):
             images, segmentation_head(representation(images)), name="segmenter"
         )
         self.image_size = (height, width)
-        self._conv_kernels = _conv_kernels(representation) + _conv_kernels(segmentation_head)
+        self._l2_weights = (
+            _conv_kernels(representation)
+            + _conv_kernels(segmentation_head)
+            + [segmentation_head.get_layer(name).bias for name in _REGULARIZED_BIASES]
+        )
         # Moving statistics of R and S; restored when a step is skipped.
         self._state_variables = (
             representation.non_trainable_variables + segmentation_head.non_trainable_variables
@@ -405,7 +413,7 @@ class UADAModel(keras.Model):
             with domain_split(None):  # S's DAN on source rows only: the same source logits
                 logits = self.segmentation_head(z[:num_source], training=True)
             seg_loss, global_seg_loss = self._segmentation_loss(source_labels, logits)
-            reg_loss = losses.l2_regularization(self._conv_kernels, self.l2_regularization)
+            reg_loss = losses.l2_regularization(self._l2_weights, self.l2_regularization)
             g_loss = seg_loss + reg_loss / replicas  # this replica's share of the G objective
             finite = tf.math.is_finite(global_seg_loss) & tf.equal(invalid_labels, 0)
             if self.mode == "uada":
