@@ -1,6 +1,7 @@
 """The builders' decoding and mapping on real dataset files, and their behaviour on bad input."""
 
 import logging
+import posixpath
 import shutil
 
 import numpy as np
@@ -244,6 +245,27 @@ def test_gta5_split_mat_assigns_the_owners_splits(tmp_path):
         "val": ["00003.png"],
         "test": ["00004.png"],
     }
+
+
+def test_a_split_is_read_in_file_order(tmp_path):
+    # TFDS stores examples in the hash order of their keys unless the builder disables
+    # shuffling; then `take(N)` (--eval_max_images=N) would be a hash-chosen subset, not the
+    # first N files as in the original's evaluation. 16 frames without split.mat: 12 train.
+    manual = tmp_path / "manual"
+    rng = np.random.default_rng(0)
+    for n in range(1, 17):
+        for folder, array in (("images", rng.integers(0, 255, (8, 16, 3), np.uint8)),
+                              ("labels", np.full((8, 16), 7, np.uint8))):  # fmt: skip
+            (manual / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(manual / folder / f"{n:05d}.png")
+    splits = builders.gta5.gta5.hashed_split(
+        [common.Frame(f"images/{n:05d}.png", f"labels/{n:05d}.png", None) for n in range(1, 17)]
+    )
+    expected = [posixpath.basename(frame.image) for frame in splits["train"]]  # sorted by path
+    dataset = builders.load("gta5", "train", data_dir=tmp_path / "data", manual_dir=manual)
+    assert [e["file_name"].decode() for e in dataset.as_numpy_iterator()] == expected
+    first = builders.load("gta5", "train", data_dir=tmp_path / "data").take(5)
+    assert [e["file_name"].decode() for e in first.as_numpy_iterator()] == expected[:5]
 
 
 def test_hashed_split_is_the_paper_size_on_a_large_dataset():

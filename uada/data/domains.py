@@ -166,10 +166,17 @@ def load(domain, split, config, *, resolution="384x768", for_training=False):
         resolution: `"384x768"` or `"full"`.
         for_training: read for the training pipeline: files shuffled by the run's seed and no
             in-memory auto-cache (the pipeline's symbolic checkpoints do not support it).
+            Otherwise the split is read in file order (its first N examples are its first N
+            files).
     """
     read_config = None
     if for_training:
-        read_config = tfds.ReadConfig(try_autocache=False, shuffle_seed=config.seed)
+        # The builders store each split in file order; training reads its files shuffled and
+        # interleaved (TFDS's default for unordered data) and lets the shuffle buffer mix.
+        read_config = tfds.ReadConfig(
+            try_autocache=False, shuffle_seed=config.seed, interleave_cycle_length=16,
+            enable_ordering_guard=False,
+        )  # fmt: skip
     builder_config = domain.builder_config(resolution)
     unprepared = not _builder(domain, builder_config).is_prepared()
     if unprepared and not domain.is_demo and not _has_files(domain.manual_dir):

@@ -336,6 +336,10 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
 
     After `download_and_prepare` has generated the data, `report` holds its `PreparationReport`.
 
+    Each split is stored and read in file order (its frames sorted by path; TFDS's
+    `disable_shuffling`), so `split[:N]` or `take(N)` is the split's first N files. Data prepared
+    by version 1.0.0 (hash order) is not reused: loading prepares version 1.1.0 anew.
+
     Features: `image` uint8 `(H, W, 3)`, `label` uint8 `(H, W, 1)` train ids 0..18 and 255
     (PNG-encoded, lossless), `file_name` the image's base name. With the `"384x768"` config
     `H, W = 384, 768`; with `"full"` they are each file's own.
@@ -346,8 +350,11 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         **kwargs: passed to `tfds.core.GeneratorBasedBuilder` (`data_dir`, `config`, `version`).
     """
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: train ids stored, two resolutions."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: train ids stored, two resolutions.",
+        "1.1.0": "Examples stored in file order (sorted paths), not in the hash order of keys.",
+    }
     BUILDER_CONFIGS = list(CONFIGS)
     DEFAULT_BUILDER_CONFIG_NAME = CONFIGS[0].name
 
@@ -378,6 +385,9 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
                 }
             ),
             supervised_keys=("image", "label"),
+            # File order (each split's frames sorted by path), not TFDS's hash order of the
+            # keys: the first N examples are the first N files, as the original evaluated.
+            disable_shuffling=True,
             # Records the manual directory the data was prepared from (see `prepared_from`).
             metadata=tfds.core.MetadataDict(),
             homepage=self.HOMEPAGE,
