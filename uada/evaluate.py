@@ -4,12 +4,15 @@ docs/FIDELITY.md, *Evaluation*).
     python -m uada.evaluate --workdir=DIR [--domains=cityscapes,mapillary] \
         [--checkpoint=DIR/checkpoints/ckpt-25279] [--resolution=384x768|full] [--output_json=PATH] \
         [--adapt_statistics=none|target] [--checkpoints=latest|all [--select=...]]
+        [--checkpoints=last:3 --average]
 
 `--adapt_statistics=target` evaluates each domain with AdaBN (`uada.models.adabn`): normalization
 statistics recomputed on that domain's unlabelled training images; results in
 `eval_<resolution>_adabn.json`. `--checkpoints=all` evaluates every kept checkpoint and reports
 one chosen without target labels (`--select`; `uada.runs.eval_curve.evaluate_checkpoints`);
-otherwise one checkpoint is evaluated (`uada.runs.evaluation.evaluate`).
+`--checkpoints=last:K --average` reports the mean over the last K checkpoints, as the original
+did (`uada.runs.checkpoint_average`); otherwise one checkpoint is evaluated
+(`uada.runs.evaluation.evaluate`).
 
 Domains default to the run's source, target and unseen domains, each on its validation split.
 Results are printed as a Markdown table and written into the workdir as `eval_<resolution>.json`
@@ -33,7 +36,7 @@ from absl import app
 
 from uada import command_errors
 from uada import flags as uada_flags
-from uada.runs import eval_curve, evaluation, write_errors
+from uada.runs import checkpoint_average, eval_curve, evaluation, write_errors
 from uada.runs import workdir as workdir_lib
 
 
@@ -49,7 +52,15 @@ def main(argv):
         adapt_statistics=flag_values.adapt_statistics,
         adapt_max_images=flag_values.adapt_max_images,
     )
-    if flag_values.checkpoints == "all":
+    last = checkpoint_average.parse_last(flag_values.checkpoints)
+    if last:
+        try:
+            checkpoint_average.evaluate_last_checkpoints(
+                config, workdir, flag_values.domains, last=last, **options
+            )
+        except ValueError as error:  # fewer checkpoints than asked: no traceback
+            raise app.UsageError(str(error)) from error
+    elif flag_values.checkpoints == "all":
         try:
             eval_curve.evaluate_checkpoints(
                 config, workdir, flag_values.domains, select=flag_values.select, **options

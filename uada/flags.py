@@ -34,6 +34,7 @@ from uada import config as config_lib
 from uada.analysis import selection
 from uada.data import demo
 from uada.models.adabn import ADAPT_STATISTICS
+from uada.runs import checkpoint_average
 from uada.runs import workdir as workdir_lib
 
 _CONFIG_FIELDS = {field.name: field for field in dataclasses.fields(config_lib.Config)}
@@ -267,13 +268,34 @@ def define_evaluate_flags(flag_values=flags.FLAGS):
         "output_json", None, "Where to write the JSON results; default: WORKDIR/eval_<...>.json.",
         flag_values=fv,
     )  # fmt: skip
-    flags.DEFINE_enum(
-        "checkpoints", "latest", ("latest", "all"),
+    flags.DEFINE_string(
+        "checkpoints", "latest",
         "'latest': evaluate the latest checkpoint (or --checkpoint). 'all': evaluate every kept "
         "checkpoint (train with --keep_checkpoints=0 to keep all), reusing finished evaluations, "
-        "and write WORKDIR/eval_curve.csv and .png with the label-free selection signals.",
+        "and write WORKDIR/eval_curve.csv and .png with the label-free selection signals. "
+        "'last:K' with --average: the mean over the last K checkpoints (the original's: 3), "
+        "written to WORKDIR/eval_<resolution>_lastK.json.",
         flag_values=fv,
     )  # fmt: skip
+    flags.register_validator(
+        "checkpoints",
+        lambda value: value in ("latest", "all") or checkpoint_average.parse_last(value),
+        message="--checkpoints must be 'latest', 'all' or 'last:K' with K a positive integer.",
+        flag_values=fv,
+    )
+    flags.DEFINE_boolean(
+        "average", False,
+        "With --checkpoints=last:K: report the mean of the K checkpoints' results (each mIoU "
+        "and class IoU averaged), as the original did.", flag_values=fv,
+    )  # fmt: skip
+    flags.register_multi_flags_validator(
+        ["checkpoints", "average"],
+        lambda values: (
+            values["average"] == bool(checkpoint_average.parse_last(values["checkpoints"]))
+        ),
+        message="--average and --checkpoints=last:K go together (the mean of the last K).",
+        flag_values=fv,
+    )
     flags.DEFINE_enum(
         "select", "last", selection.SELECTIONS,
         "With --checkpoints=all, the checkpoint to report, chosen without target labels: 'last', "
@@ -303,8 +325,8 @@ def define_evaluate_flags(flag_values=flags.FLAGS):
             values["checkpoints"] == "latest"
             or (values["checkpoint"] is None and values["output_json"] is None)
         ),
-        message="--checkpoints=all evaluates every kept checkpoint and names its own outputs: "
-        "it takes neither --checkpoint nor --output_json.",
+        message="--checkpoints=all and last:K evaluate several checkpoints and name their own "
+        "outputs: they take neither --checkpoint nor --output_json.",
         flag_values=fv,
     )
 

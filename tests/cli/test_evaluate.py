@@ -61,3 +61,36 @@ def test_full_resolution_upsamples_logits_to_the_label_size(smoke_run, tmp_path)
         config, smoke_run.workdir, output_json=str(tmp_path / "t.json"), **common
     )
     assert results == at_train_size
+
+
+def test_mean_over_the_last_checkpoints_equals_averaging_by_hand(smoke_run, tmp_path):
+    # The original reported the mean of its last checkpoints' mIoUs; here over the smoke run's
+    # last 2 checkpoints, each evaluated on the first 2 validation images of each domain.
+    from uada.runs import checkpoint_average
+
+    config, workdir = smoke_run.config, smoke_run.workdir
+    prefixes = workdir_lib.all_checkpoints(workdir)[-2:]
+    assert len(prefixes) == 2
+    averaged = checkpoint_average.evaluate_last_checkpoints(
+        config, workdir, ["demo_source", "demo_target"], last=2, max_images=2, print_table=False
+    )
+    by_hand = [
+        evaluation.evaluate(config, workdir, ["demo_source", "demo_target"], checkpoint=prefix,
+                            max_images=2, output_json=str(tmp_path / f"{i}.json"),
+                            print_table=False)  # fmt: skip
+        for i, prefix in enumerate(prefixes)
+    ]
+    assert by_hand[0] != by_hand[1]  # two different checkpoints: the mean is not a copy
+    for domain, result in averaged.items():
+        assert result["num_images"] == 2
+        for key in ("miou", "miou_19"):
+            assert result[key] == pytest.approx(np.mean([r[domain][key] for r in by_hand]))
+        for name, value in result["per_class"].items():
+            values = [r[domain]["per_class"][name] for r in by_hand]
+            values = [v for v in values if v is not None]
+            assert value == (pytest.approx(np.mean(values)) if values else None), name
+    with open(f"{workdir}/eval_{config.eval_resolution}_last2.json") as f:
+        written = json.load(f)
+    assert written["demo_target"]["miou"] == pytest.approx(averaged["demo_target"]["miou"])
+    with pytest.raises(ValueError, match="fewer than the 9"):
+        checkpoint_average.evaluate_last_checkpoints(config, workdir, last=9)

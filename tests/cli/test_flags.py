@@ -163,3 +163,26 @@ def test_dan_target_epsilon_flag_reaches_every_dan_layer_of_r():
     # R's DAN layers take the original's 1e-9; S's DAN keeps its 1e-3 for every sample.
     assert original.pop("head_norm") is None
     assert len(original) == 18 and set(original.values()) == {1e-9}
+
+
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["--checkpoints=last:3", "--average"], None),
+        (["--checkpoints=last:3"], "--average and --checkpoints=last:K go together"),
+        (["--average"], "--average and --checkpoints=last:K go together"),
+        (["--checkpoints=last:0", "--average"], "'latest', 'all' or 'last:K'"),
+        (["--checkpoints=first:3"], "'latest', 'all' or 'last:K'"),
+        (["--checkpoints=last:3", "--average", "--checkpoint=x"], "neither --checkpoint"),
+    ],
+)
+def test_evaluate_averages_the_last_checkpoints_only_when_asked(argv, error, tmp_path):
+    flag_values = flags.FlagValues()
+    uada_flags.define_evaluate_flags(flag_values)
+    argv = ["evaluate", f"--workdir={tmp_path}", *argv]
+    if error is None:
+        flag_values(argv)
+        assert (flag_values.checkpoints, flag_values.average) == ("last:3", True)
+    else:
+        with pytest.raises(flags.IllegalFlagValueError, match=error):
+            flag_values(argv)

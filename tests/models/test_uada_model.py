@@ -263,8 +263,8 @@ def test_l2_reaches_every_conv_kernel_and_the_two_logit_biases():
         bias.assign(rng.uniform(1, 2, bias.shape))  # zero at init: make them count
     layers = [layer for part in (model.representation.layers[1], model.representation, head)
               for layer in part.layers]  # fmt: skip
-    kernels = [layer.kernel.numpy() for layer in layers
-               if isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose)]  # fmt: skip
+    convs = keras.layers.Conv2D | keras.layers.Conv2DTranspose
+    kernels = [layer.kernel.numpy() for layer in layers if isinstance(layer, convs)]
     assert len(kernels) == 17 + 1 + 3  # resnet_tiny, the extension, S
     biases = [head.get_layer(name).bias.numpy() for name in ("logits_conv", "logits_upsample")]
     expected = 8.5e-5 * sum(np.sum(np.float64(w) ** 2) for w in kernels + biases)

@@ -20,8 +20,9 @@ result is a pure function of (image, seed): the same eagerly, inside `tf.functio
 Blurs, as implemented here (the original called OpenCV from a `py_func`):
 
 - `median_blur`: the exact median of the `k x k` window around each pixel, per channel, with
-  replicated borders (the edge pixel repeated, as OpenCV's `medianBlur` does); computed from the `k*k` shifted images with elementwise min/max only
-  (forgetful selection, see `_median_of`), which is exact and much cheaper than sorting.
+  replicated borders (the edge pixel repeated, as OpenCV's `medianBlur` does); computed from the
+  `k*k` shifted images with elementwise min/max only (forgetful selection, see `_median_of`),
+  which is exact and much cheaper than sorting.
 - `bilateral_blur`: the edge-aware average over a disc of diameter `k`: each neighbour is weighted
   by `exp(-d^2 / (2 sigma_space^2)) * exp(-|I_neighbour - I_centre|^2 / (2 sigma_color^2))`, with
   `|.|` the Euclidean RGB distance on the 0..255 scale and reflected borders. The original called

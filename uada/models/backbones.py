@@ -13,16 +13,16 @@
   statistics for `batch`, `split_batch` and `dan`; gamma and beta for `instance`; nothing for
   `none`);
 - every convolution whose output feeds only a normalization loses its bias (as in the original's
-  slim ResNet), except with `norm="none"`, where the bias is all that is left of the
-  normalization; it then starts at zero, as in the original (its slim convolutions get a bias,
-  zero-initialized, only when there is no normalizer, and the checkpoint holds none), rather than
-  at Keras' pretrained value, which was learned in front of a batch norm. A normalization cancels such a bias in the forward pass, but DAN does not cancel
-  it in the backward pass: the target outputs are normalized with `stop_gradient` source
-  statistics, so the confusion loss would move the bias, with no forward effect and nothing to
-  hold it, and the moving mean would trail it. Pretrained biases (Keras' ResNet-50 carries one on
-  every convolution) are folded into the following layer's moving mean
-  (`moving_mean -= bias`): exact at inference, and absorbed by the batch statistics in training
-  (instance normalization removes a per-channel constant exactly, so it needs no fold);
+  slim ResNet), except with `norm="none"`, where the bias is all that is left of the normalization;
+  it then starts at zero, as in the original (its slim convolutions get a bias, zero-initialized,
+  only when there is no normalizer, and the checkpoint holds none), rather than at Keras'
+  pretrained value, which was learned in front of a batch norm. A normalization cancels such a bias
+  in the forward pass, but DAN does not cancel it in the backward pass: the target outputs are
+  normalized with `stop_gradient` source statistics, so the confusion loss would move the bias,
+  with no forward effect and nothing to hold it, and the moving mean would trail it. Pretrained
+  biases (Keras' ResNet-50 carries one on every convolution) are folded into the following layer's
+  moving mean (`moving_mean -= bias`): exact at inference, and absorbed by the batch statistics in
+  training (instance normalization removes a per-channel constant exactly, so it needs no fold);
 - an `ImagePreprocessing` layer (`PREPROCESSING`, "caffe": the preprocessing of Keras' ResNet-50
   weights) is put in front, so the backbone takes RGB images in [0, 255].
 
