@@ -74,12 +74,12 @@ def test_mean_over_the_last_checkpoints_equals_averaging_by_hand(smoke_run, tmp_
     averaged = checkpoint_average.evaluate_last_checkpoints(
         config, workdir, ["demo_source", "demo_target"], last=2, max_images=2, print_table=False
     )
+    options = {"max_images": 2, "print_table": False}
     by_hand = [
         evaluation.evaluate(config, workdir, ["demo_source", "demo_target"], checkpoint=prefix,
-                            max_images=2, output_json=str(tmp_path / f"{i}.json"),
-                            print_table=False)  # fmt: skip
+                            output_json=str(tmp_path / f"{i}.json"), **options)
         for i, prefix in enumerate(prefixes)
-    ]
+    ]  # fmt: skip
     assert by_hand[0] != by_hand[1]  # two different checkpoints: the mean is not a copy
     for domain, result in averaged.items():
         assert result["num_images"] == 2
