@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from uada.layers import DomainAgnosticNormalization
 from uada.models import (
@@ -47,3 +48,21 @@ def test_domain_classifier_is_a_per_position_mlp():
     changed = np.argwhere(np.abs(after - before) > 0)
     assert before.shape == (2, 4, 6, 1)
     np.testing.assert_array_equal(changed, [[1, 2, 3, 0]])  # only the changed position moves
+
+
+def test_the_logits_x4_resize_is_1_5_output_pixels_off_the_originals():
+    """Measures the offset of S's last resize (96x192 -> 384x768, x4) against the original's
+    `tf.image.resize_images` of TF1 (corner-aligned grids, no half-pixel centres), on a ramp
+    f(column) = column: docs/FIDELITY.md, item 6, states the number measured here."""
+    head = build_segmentation_head(19, (384, 768))
+    resize = head.get_layer("logits_resize")
+    ramp = np.broadcast_to(np.arange(192, dtype="float32")[None, None, :, None], (1, 96, 192, 1))
+    ours = keras.ops.convert_to_numpy(resize(ramp))[0, 0, :, 0]
+    original = tf.raw_ops.ResizeBilinear(
+        images=ramp, size=[384, 768], align_corners=False, half_pixel_centers=False
+    ).numpy()[0, 0, :, 0]
+    # Interior columns (away from both borders' clamping): our map at column j + s equals the
+    # original's at j; the ramp's slope is 1/4 input pixel per output pixel.
+    interior = slice(8, 760)
+    shift = (original[interior] - ours[interior]) * 4.0
+    np.testing.assert_allclose(shift, 1.5, atol=1e-4)  # float32 values < 192: error < 1e-5
