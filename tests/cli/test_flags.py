@@ -186,3 +186,23 @@ def test_evaluate_averages_the_last_checkpoints_only_when_asked(argv, error, tmp
     else:
         with pytest.raises(flags.IllegalFlagValueError, match=error):
             flag_values(argv)
+
+
+def test_flags_restoring_the_original_scripts_values_reach_the_model():
+    # docs/FIDELITY.md items 2, 13 and 14: the scripts' schedule, lambda and clipping by flag.
+    from uada.runs import trainer
+    from uada.runs import workdir as workdir_lib
+
+    config = parse_train_flags(
+        "--flagfile=experiments/smoke.flags", "--workdir=x", "--lr_decay_epochs=8,15",
+        "--lambda_conf=3e-4", "--gradient_clip=none",
+    )  # fmt: skip
+    model = workdir_lib.build_model(config, steps_per_epoch=10)
+    trainer.compile_model(model, config, steps_per_epoch=10)
+    assert (model.lambda_conf, model.gradient_clip) == (3e-4, None)
+    for optimizer in (model.seg_optimizer, model.domain_optimizer):
+        rates = []
+        for step in (79, 80, 149, 150):  # halved after epochs 8 and 15 of 10 steps
+            optimizer.iterations.assign(step)
+            rates.append(float(optimizer.learning_rate))
+        assert rates == pytest.approx([0.01, 0.005, 0.005, 0.0025])
