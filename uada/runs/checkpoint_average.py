@@ -32,18 +32,17 @@ def parse_last(value):
     return None if match is None else int(match["count"])
 
 
-def evaluate_last_checkpoints(config, workdir, domains=None, *, last, resolution=None,
-                              max_images=None, adapt_statistics="none", adapt_max_images=None,
-                              print_table=True):  # fmt: skip
+def evaluate_last_checkpoints(config, workdir, domains=None, *, last, print_table=True,
+                              **options):  # fmt: skip
     """Evaluates the workdir's last `last` checkpoints and writes their mean (module docstring).
 
     Args:
-        config: the run's `Config`.
-        workdir: the run's directory.
-        domains, resolution, max_images, adapt_statistics, adapt_max_images: as
-            `uada.runs.evaluation.evaluate`'s.
+        config: the run's `Config`; `workdir` its directory; `domains` as `evaluate`'s
+            (`uada.runs.evaluation`).
         last: how many of the latest kept checkpoints to average (the original: 3).
         print_table: print the Markdown table to stdout.
+        **options: `resolution`, `max_images`, `adapt_statistics`, `adapt_max_images`, as
+            `uada.runs.evaluation.evaluate`'s.
 
     Returns:
         `{domain: {"miou", "miou_19", "per_class", "num_images", "checkpoints"}}`.
@@ -63,12 +62,11 @@ def evaluate_last_checkpoints(config, workdir, domains=None, *, last, resolution
         workdir_lib.restore_model(model, workdir, prefix)
         logging.info("Evaluating %s", prefix)
         per_checkpoint[os.path.basename(prefix)] = evaluation.evaluate_model(
-            model, config, domains, resolution=resolution, max_images=max_images,
-            adapt_statistics=adapt_statistics, adapt_max_images=adapt_max_images,
-        )  # fmt: skip
+            model, config, domains, **options
+        )
     results = average_results(per_checkpoint)
-    resolution = resolution or config.eval_resolution
-    suffix = "_adabn" if adapt_statistics == "target" else ""
+    resolution = options.get("resolution") or config.eval_resolution
+    suffix = "_adabn" if options.get("adapt_statistics") == "target" else ""
     output_json = os.path.join(workdir, f"eval_{resolution}{suffix}_last{last}.json")
     note = f"Mean over the last {last} checkpoints: {', '.join(per_checkpoint)}."
     evaluation.write_results(
