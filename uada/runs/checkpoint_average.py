@@ -49,6 +49,8 @@ def evaluate_last_checkpoints(config, workdir, domains=None, *, last, print_tabl
 
     Raises:
         ValueError: the workdir keeps fewer than `last` checkpoints.
+        uada.runs.workdir.DamagedCheckpointError: one of them cannot be read (a mean of fewer
+            checkpoints would not be the one asked for).
     """
     prefixes = workdir_lib.all_checkpoints(workdir)[-last:]
     if len(prefixes) < last:
