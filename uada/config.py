@@ -166,7 +166,10 @@ class Config:
         enum=RESOLUTIONS,
     )
     eval_batch_size: int = _field(4, "Evaluation batch size.", lower_bound=1)
-    eval_max_images: int = _field(0, "Images per evaluated domain; 0 for all.", lower_bound=0)
+    eval_max_images: int = _field(
+        0, "Images per evaluated domain: its split's first N files (sorted); 0 for all.",
+        lower_bound=0,
+    )  # fmt: skip
 
     def __post_init__(self):
         # Lists from flags or JSON become tuples, so configs compare and hash by value.

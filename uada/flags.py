@@ -261,7 +261,9 @@ def define_evaluate_flags(flag_values=flags.FLAGS):
     define_config_flag(_CONFIG_FIELDS["eval_resolution"], name="resolution", default=None,
                        flag_values=fv)  # fmt: skip
     flags.DEFINE_integer(
-        "max_images", None, "Images per domain; default: the run's --eval_max_images.",
+        "max_images", None,
+        "Images per domain, the split's first N files (sorted); default: the run's "
+        "--eval_max_images.",
         lower_bound=0, flag_values=fv,
     )  # fmt: skip
     flags.DEFINE_string(
