@@ -89,7 +89,8 @@ def test_mean_over_the_last_checkpoints_equals_averaging_by_hand(smoke_run, tmp_
             values = [r[domain]["per_class"][name] for r in by_hand]
             values = [v for v in values if v is not None]
             assert value == (pytest.approx(np.mean(values)) if values else None), name
-    with open(f"{workdir}/eval_{config.eval_resolution}_last2.json") as f:
+    name = evaluation.measured_resolution(config, config.eval_resolution)
+    with open(f"{workdir}/eval_{name}_last2.json") as f:
         written = json.load(f)
     assert written["demo_target"]["miou"] == pytest.approx(averaged["demo_target"]["miou"])
     with pytest.raises(ValueError, match="fewer than the 9"):

@@ -12,7 +12,7 @@ Every number of the result (`miou`, `miou_19`, each class's IoU) is the mean ove
 checkpoints of that number (a class's mean over the checkpoints where it is defined); the
 original's own convention is `miou_19` (all 19 classes, absent ones 0). `checkpoints` lists each
 checkpoint's `miou` and `miou_19`. Results go to `WORKDIR/eval_<resolution>[_adabn]_last<K>.json`
-and `.md`.
+and `.md` (`<resolution>` as `uada.runs.evaluation.measured_resolution` names it).
 """
 
 import os
@@ -69,7 +69,8 @@ def evaluate_last_checkpoints(config, workdir, domains=None, *, last, print_tabl
     results = average_results(per_checkpoint)
     resolution = options.get("resolution") or config.eval_resolution
     suffix = "_adabn" if options.get("adapt_statistics") == "target" else ""
-    output_json = os.path.join(workdir, f"eval_{resolution}{suffix}_last{last}.json")
+    name = evaluation.measured_resolution(config, resolution)
+    output_json = os.path.join(workdir, f"eval_{name}{suffix}_last{last}.json")
     note = f"Mean over the last {last} checkpoints: {', '.join(per_checkpoint)}."
     evaluation.write_results(
         output_json, results, config, resolution, workdir=workdir, print_table=print_table,
