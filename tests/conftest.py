@@ -1,26 +1,54 @@
-"""Test-session set-up shared by every test module.
+"""Test-session set-up, fixtures and helpers shared by every test module (the only conftest).
 
 TensorFlow's logical devices must be configured before anything initialises TensorFlow's devices,
 so this runs at import time, before any test module is collected: the single physical CPU is split
 into two logical CPU devices, which the `tf.distribute` tests use as two replicas.
+
+Test modules import the helpers below with `from conftest import ...`. The expensive fixtures are
+session-scoped and trained in this process: `smoke_run` (a finished 4-step smoke run, with the demo
+domains prepared once in `data_dir`) and `uninterrupted_run` (`train_command` run without
+interruption). A command runs in this process through `run_main` unless the process
+boundary is what a test is about (signals, locks, SIGKILL, a fresh interpreter); those start
+`train_command` with `start_training`.
 """
 
+import contextlib
+import io
+import logging as std_logging
 import os
 import pathlib
+import runpy
 import socket
+import subprocess
+import sys
+import time
+import traceback
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+from absl.testing import flagsaver  # noqa: E402
+
+from uada.analysis import tables  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+PAUSE_IN_SAVE = pathlib.Path(__file__).with_name("cli") / "pause_in_save.py"
 # Real dataset samples live in shared/fixtures beside the repository (shared/fixtures/README.md).
-FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = REPO.parent / "shared" / "fixtures"
+# A guard against a hung child process, not a time limit: a smoke training process takes about
+# 20 s of CPU on an idle core, and several times that beside other work.
+HANG_GUARD_SECONDS = 1800
 
 
 @pytest.fixture
@@ -47,10 +75,10 @@ def mirrored_strategy():
 
 @pytest.fixture(autouse=True)
 def _clear_keras_session():
-    """Each test starts with fresh Keras layer names and seeds."""
-    import keras
-
-    keras.utils.clear_session()
+    """Each test starts with fresh Keras layer names and seeds. (Without a full garbage collection:
+    Python's own collector frees what tests leave; a collection of the whole heap before each of
+    the ~400 tests cost about a second each.)"""
+    keras.utils.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     yield
 
@@ -76,3 +104,276 @@ def free_ports():
         return found
 
     return ports
+
+
+# ------------------------------------------------------------------------------------------------
+# Comparing one training step with another computation of the same step.
+
+# float32's unit roundoff: the relative error of one rounding.
+FLOAT32_UNIT_ROUNDOFF = 2.0**-24
+# Reductions chained through the tiny UADA model (resnet_tiny's 17 convolutions and 17
+# normalizations, the extension, S and D), rounded up: in the forward pass, and in the backward
+# pass to the first layer (two reductions per layer: over positions and over channels).
+FORWARD_DEPTH = 25
+BACKWARD_DEPTH = 50
+
+
+def float32_error_bound(num_terms, depth=BACKWARD_DEPTH):
+    """The relative difference allowed between two float32 computations of the same maths whose
+    reductions are summed in different orders (another device split, another replica count,
+    XLA's or a SavedModel's fused kernels, another batch size).
+
+    A float32 sum of `num_terms` terms is within `num_terms * u` of the exact sum relative to the
+    sum of its terms' magnitudes, whatever the order (Higham, *Accuracy and Stability of Numerical
+    Algorithms*, 2nd ed., Sec. 4.2); the relative errors of `depth` chained reductions add, and two
+    computations differ by at most the sum of their errors: `2 * depth * num_terms * u`. Take
+    `num_terms` as the largest reduction (for a training step: the source pixels of the global
+    batch, over which L_seg and the last layers' gradients sum).
+
+    A wrong all-reduce (a mean for a sum), a replica left out or a dropped gradient term moves
+    a training step's update by 20% or more of its norm (`test_scale.py` injects each): far above
+    this bound for the tests' sizes.
+    """
+    return 2 * depth * num_terms * FLOAT32_UNIT_ROUNDOFF
+
+
+def relative_error(actual, expected):
+    """`||actual - expected|| / ||expected||` (Frobenius norms, in float64)."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+def relative_update_errors(initial, expected, actual, names):
+    """`{name: ||actual - expected|| / ||expected - initial||}` of the floating variables the
+    step changed: the difference of two updates relative to the update's norm."""
+    errors = {}
+    for name, start, a, b in zip(names, initial, expected, actual, strict=True):
+        if not np.issubdtype(np.asarray(start).dtype, np.floating):
+            continue
+        start, a, b = (np.asarray(x, np.float64) for x in (start, a, b))
+        if np.any(a != start):
+            errors[name] = relative_error(b - start, a - start)
+    return errors
+
+
+def assert_same_step(initial, expected, actual, names, *, bound, logs=None):
+    """Two computations of one step from the same `initial` values: every variable's update
+    (`expected`, `actual`: the values after the step) agrees within `bound` relative to its norm;
+    variables the step did not change (counters included) are equal; `logs`, `(expected history,
+    actual history)` of `fit`, agree within `bound` too."""
+    assert len(initial) == len(expected) == len(actual) == len(names)
+    if logs is not None:
+        for key in ("seg_loss", "domain_loss", "confusion_loss", "loss"):
+            np.testing.assert_allclose(logs[1][key], logs[0][key], rtol=bound, err_msg=key)
+    errors = relative_update_errors(initial, expected, actual, names)
+    assert errors, "the step changed no variable"
+    worst = max(errors, key=errors.get)
+    assert errors[worst] <= bound, f"{worst}: update differs by {errors[worst]:.2e} > {bound:.2e}"
+    for name, a, b in zip(names, expected, actual, strict=True):
+        if name not in errors:
+            np.testing.assert_array_equal(b, a, err_msg=name)
+
+
+# ------------------------------------------------------------------------------------------------
+# The command lines: flags, a shared smoke run, commands in this process.
+
+
+def parse_train_flags(*argv):
+    """Parses training flags exactly as `python -m uada.train` does; returns the `Config`.
+
+    `--flagfile=experiments/...` is the repository's, whatever the current directory.
+    """
+    argv = [a.replace("--flagfile=experiments/", f"--flagfile={EXPERIMENTS}/") for a in argv]
+    return tables.parse_config(argv, experiments_dir=EXPERIMENTS)
+
+
+def _reset_process_state():
+    """Undoes what a training run sets for its whole process: op determinism and the dtype
+    policy (the seed is reset before every test)."""
+    from tensorflow.python.framework import config as tf_config
+
+    tf_config.disable_op_determinism()
+    keras.config.set_dtype_policy("float32")
+
+
+class _LogLines(std_logging.Handler):
+    """Writes the messages of the log records a command emits to `stream`, in order with what it
+    prints (absl writes them to the command's stderr)."""
+
+    def __init__(self, stream):
+        super().__init__(std_logging.INFO)
+        self.stream = stream
+
+    def emit(self, record):
+        self.stream.write(record.getMessage() + "\n")
+
+
+def run_main(module, *argv, cwd=REPO, check=True):
+    """Runs `python -m <module> argv...` (or `python <module> argv...` for a path ending in
+    `.py`) in this process and returns what the command returned: `(returncode, stdout, stderr)`
+    as a `subprocess.CompletedProcess`.
+
+    The module's `__main__` block runs as the interpreter would run it (absl's `app.run` parses
+    `argv` and calls `main`) from `cwd`, its stdout and stderr captured; stderr also holds the
+    messages of the log records it wrote. An uncaught exception exits with 1 and its traceback
+    on stderr, as in a process of its own. The flags the command defined, the environment, the
+    current directory, `sys.path`, the root logger's handlers, op determinism and the dtype
+    policy are restored afterwards.
+    """
+    stdout, stderr = io.StringIO(), io.StringIO()
+    log = _LogLines(stderr)
+    app.define_help_flags()  # once per process: kept, as the command's own flags are not
+    saved_flags = flagsaver.save_flag_values()
+    was_parsed = flags.FLAGS.is_parsed()
+    saved_environ, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    saved_path = list(sys.path)
+    script = str(module).endswith(".py")
+    sys.argv = [str(module) if script else f"{module.replace('.', '/')}.py", *argv]
+    root_handlers = list(std_logging.getLogger().handlers)  # app.run adds absl's
+    std_logging.getLogger().addHandler(log)
+    returncode = 0
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                if script:
+                    runpy.run_path(str(module), run_name="__main__")
+                else:
+                    runpy.run_module(module, run_name="__main__", alter_sys=False)
+            except SystemExit as exit_:
+                code = exit_.code
+                returncode = code if isinstance(code, int) else (0 if code is None else 1)
+            except Exception:
+                traceback.print_exc()
+                returncode = 1
+    finally:
+        std_logging.getLogger().handlers[:] = root_handlers
+        os.chdir(saved_cwd)
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        flagsaver.restore_flag_values(saved_flags)
+        flags.FLAGS.__dict__["__flags_parsed"] = was_parsed
+        _reset_process_state()
+    result = subprocess.CompletedProcess(
+        [module, *argv], returncode, stdout.getvalue(), stderr.getvalue()
+    )
+    if check and returncode != 0:
+        raise AssertionError(f"python -m {module} failed ({returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def run_command(module, *argv, env=None, check=True, cwd=REPO):
+    """Runs `python -m <module> argv...` in a process of its own from `cwd` (default: the
+    repository root); returns the CompletedProcess. For what only a fresh interpreter shows."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *argv],
+        cwd=cwd,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_SECONDS,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"python -m {module} failed ({result.returncode}):\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """One data directory for every smoke run of the session (the demo domains prepared once)."""
+    return tmp_path_factory.mktemp("uada_data")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, data_dir):
+    """A finished 4-step smoke run (experiments/smoke.flags), trained in this process."""
+    from uada.runs import trainer
+
+    workdir = tmp_path_factory.mktemp("smoke") / "run"
+    config = parse_train_flags(
+        "--flagfile=experiments/smoke.flags",
+        f"--workdir={workdir}",
+        f"--data_dir={data_dir}",
+        "--train_steps=4",
+    )
+    results = trainer.train_and_evaluate(config, str(workdir))
+    return types.SimpleNamespace(config=config, workdir=str(workdir), results=results)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training as a separate process, for the tests that kill, signal or starve it.
+
+# The flags of `train_command`: deterministic, 8 steps, checkpoints at 2, 4, 6, 8, a 1-image
+# evaluation.
+_TRAIN_FLAGS = ("--flagfile=experiments/smoke.flags", "--deterministic", "--train_steps=8",
+                "--eval_max_images=1")  # fmt: skip
+
+
+def train_command(workdir, data_dir, *extra, pause_in_save_at=None):
+    """`python -m uada.train` on the smoke configuration (`_TRAIN_FLAGS`); `extra` flags
+    override. With `pause_in_save_at=STEP` the checkpoint write of STEP pauses once its files are
+    written, before the state file names them, after writing `WORKDIR/paused_in_save`
+    (`cli/pause_in_save.py`)."""
+    command = [sys.executable, "-m", "uada.train"]
+    if pause_in_save_at is not None:
+        marker = os.path.join(workdir, "paused_in_save")
+        command = [sys.executable, str(PAUSE_IN_SAVE), str(pause_in_save_at), marker]
+    return [*command, f"--workdir={workdir}", f"--data_dir={data_dir}", *_TRAIN_FLAGS, *extra]
+
+
+def start_training(workdir, data_dir, *extra, pause_in_save_at=None, **env):
+    """Starts `train_command` (stderr piped, as text); `env` adds environment variables."""
+    return subprocess.Popen(
+        train_command(workdir, data_dir, *extra, pause_in_save_at=pause_in_save_at),
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path, process, timeout=HANG_GUARD_SECONDS):
+    """Polls until `path` exists; fails if `process` exits first or the guard time runs out."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if process.poll() is not None:
+            raise AssertionError(
+                f"training exited ({process.returncode}):\n{process.stderr.read()}"
+            )
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.05)
+
+
+def finish_training(workdir, data_dir, *extra, check=True):
+    """Runs `train_command` in this process (`run_main`); returns its result, whose exit status is
+    0 if `check`."""
+    return run_main("uada.train", f"--workdir={workdir}", f"--data_dir={data_dir}", *_TRAIN_FLAGS,
+                    *extra, check=check)  # fmt: skip
+
+
+def checkpoint_values(prefix):
+    """A checkpoint's tensors, except the iterator state and the save counter (bookkeeping)."""
+    reader = tf.train.load_checkpoint(prefix)
+    return {
+        key: reader.get_tensor(key)
+        for key in reader.get_variable_to_shape_map()
+        if "ITERATOR_STATE" not in key and key not in ("_CHECKPOINTABLE_OBJECT_GRAPH",)
+        and not key.startswith("save_counter")
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_run(tmp_path_factory, data_dir, smoke_run):
+    """An uninterrupted `train_command` run (in this process; checkpoints 4, 6, 8 kept) and the
+    values of its final checkpoint, the reference of every kill, signal, refused-write and
+    resumption test. (`smoke_run` prepares the demo data first.)"""
+    workdir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    finish_training(workdir, data_dir)
+    final = checkpoint_values(os.path.join(workdir, "checkpoints", "ckpt-8"))
+    return types.SimpleNamespace(workdir=str(workdir), final=final)

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 from absl import flags
-from conftest import EXPERIMENTS, REPO, run_command
+from conftest import EXPERIMENTS, run_main
 from PIL import Image
 
 from uada.analysis import prediction_grid, retrieval, tables
@@ -53,7 +53,7 @@ def test_retrieval_names_must_match_workdirs(smoke_run, tmp_path):
 
 
 def test_retrieval_command(smoke_run, tmp_path):
-    result = run_command(
+    result = run_main(
         "uada.retrieval",
         f"--workdirs={smoke_run.workdir}",
         f"--output={tmp_path}",
@@ -158,14 +158,14 @@ def test_seeds_shift_and_weights_get_their_own_workdirs(tmp_path):
     assert run.config.seed == 2 and run.config.demo_shift == ("appearance",)
     assert run.workdirs == ["w/demo_tables/seed2/uada_dan_lambda0.01_shift-appearance_weights-tiny"]
     assert tables.plan(4, workdir_root="w", seed=1)["gta2cs"].workdirs[0] == "w/seed1/gta2cs"
-    result = run_command("uada.reproduce", "--table=1,4", "--demo", "--dry_run", "--seeds=0,1",
+    result = run_main("uada.reproduce", "--table=1,4", "--demo", "--dry_run", "--seeds=0,1",
                          "--workdir_root=nowhere")  # fmt: skip
     for seed in (0, 1):
         assert f"train  nowhere/demo_tables/seed{seed}/oracle_dan  (gta2cs_target_oracle)" in (
             result.stdout
         )
         assert f"--source=demo_target --target=demo_source --seed={seed}" in result.stdout
-    bad = run_command("uada.reproduce", "--table=4", "--dry_run", "--seeds=0,x", check=False)
+    bad = run_main("uada.reproduce", "--table=4", "--dry_run", "--seeds=0,x", check=False)
     assert bad.returncode != 0 and "--seeds" in bad.stderr
 
 
@@ -211,27 +211,26 @@ def test_render_with_seeds_shows_mean_std_runs_and_paired_differences():
 
 
 def test_dry_run_command():
-    result = run_command("uada.reproduce", "--table=1", "--demo", "--dry_run",
+    result = run_main("uada.reproduce", "--table=1", "--demo", "--dry_run",
                          "--workdir_root=nowhere", "--set=train_steps=7")  # fmt: skip
     assert (
         "train  nowhere/demo_tables/multi_domain_batch  (table1_bn_multi_domain)" in result.stdout
     )
     assert "--mode=multi_domain --norm=batch --lambda_conf=0.01 --train_steps=7" in result.stdout
-    bad = run_command("uada.reproduce", "--table=6", "--demo", check=False)
+    bad = run_main("uada.reproduce", "--table=6", "--demo", check=False)
     assert bad.returncode != 0 and "no demo analogue" in bad.stderr
 
 
 def test_dry_run_from_another_directory_reads_experiments_dir(tmp_path):
     # As from an installed package: the experiment files by an explicit path, the process's
     # directory unchanged (the workdirs are relative to it).
-    result = run_command("uada.reproduce", "--table=4", "--dry_run", "--workdir_root=w",
-                         f"--experiments_dir={EXPERIMENTS}", cwd=tmp_path,
-                         env={"PYTHONPATH": str(REPO)})  # fmt: skip
+    result = run_main("uada.reproduce", "--table=4", "--dry_run", "--workdir_root=w",
+                      f"--experiments_dir={EXPERIMENTS}", cwd=tmp_path)  # fmt: skip
     assert f"python -m uada.train --flagfile={EXPERIMENTS}/gta2cs.flags --workdir=w/gta2cs" in (
         result.stdout
     )
-    missing = run_command("uada.reproduce", "--table=4", "--dry_run", cwd=tmp_path,
-                          env={"PYTHONPATH": str(REPO)}, check=False)  # fmt: skip
+    missing = run_main("uada.reproduce", "--table=4", "--dry_run", cwd=tmp_path,
+                       check=False)  # fmt: skip
     assert missing.returncode != 0 and "--experiments_dir" in missing.stderr
     cwd = os.getcwd()
     runs = tables.plan(4, workdir_root="w", experiments_dir=str(EXPERIMENTS))

@@ -5,7 +5,7 @@ import csv
 
 import pytest
 import tensorflow as tf
-from conftest import run_command
+from conftest import run_main
 from PIL import Image
 
 from uada.analysis import figures
@@ -97,13 +97,13 @@ def test_diagnostics_command(two_runs, tmp_path):
     (_, a), (_, b) = two_runs
     output = tmp_path / "figures" / "diagnostics.png"
     output.parent.mkdir()
-    result = run_command(
+    result = run_main(
         "uada.diagnostics", f"--workdirs={a},{b}", "--names=UADA DAN,UADA BN", f"--output={output}"
     )
     assert str(output) in result.stdout
     assert "| UADA BN | 0.625 | 0.5 | 2 |" in result.stdout
     assert _read_csv(output.with_suffix(".csv"))[1] == _expected_rows()
-    failed = run_command(
+    failed = run_main(
         "uada.diagnostics", f"--workdirs={a}", "--names=a,b", f"--output={output}", check=False
     )
     assert failed.returncode != 0 and "--names must give one name per" in failed.stderr

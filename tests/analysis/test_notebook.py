@@ -3,6 +3,7 @@
 import pathlib
 
 import nbformat
+from conftest import HANG_GUARD_SECONDS
 from nbclient import NotebookClient
 
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "inspect_checkpoint.ipynb"
@@ -29,7 +30,7 @@ def test_notebook_runs_on_a_smoke_workdir(smoke_run, monkeypatch):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(
         notebook,
-        timeout=120,
+        timeout=HANG_GUARD_SECONDS,  # per cell: a guard against a hung kernel
         kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOK.parents[1])}},
     ).execute()  # raises CellExecutionError, with the cell and traceback, if a cell fails

@@ -9,7 +9,7 @@ import types
 import numpy as np
 import pytest
 from absl import flags
-from conftest import parse_train_flags, run_command
+from conftest import parse_train_flags, run_main
 
 from uada import flags as uada_flags
 from uada.analysis import selection
@@ -143,7 +143,7 @@ def test_selection_errors_name_the_flag(every_checkpoint_run):
 
 
 def test_evaluate_command_reports_the_selected_checkpoint(every_checkpoint_run):
-    result = run_command(
+    result = run_main(
         "uada.evaluate", f"--workdir={every_checkpoint_run.workdir}", "--checkpoints=all",
         "--select=retrieval_alignment", "--domains=demo_target",
     )  # fmt: skip
@@ -174,7 +174,7 @@ def test_adabn_evaluation_uses_each_domains_images_and_restores_the_model(smoke_
     assert plain["miou"] == pytest.approx(results["demo_target"]["miou"], abs=1e-6)
 
     output = tmp_path / "adabn.json"
-    result = run_command(
+    result = run_main(
         "uada.evaluate", f"--workdir={smoke_run.workdir}", "--adapt_statistics=target",
         "--domains=demo_unseen", f"--output_json={output}",
     )  # fmt: skip

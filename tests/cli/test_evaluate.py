@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_command
+from conftest import run_main
 from test_metrics import cityscapes_scores
 
 from uada.data import domains, pipeline
@@ -20,7 +20,7 @@ def _segmenter(smoke_run):
 
 def test_evaluate_command_equals_cityscapesscripts(smoke_run, tmp_path):
     output = tmp_path / "results.json"
-    run_command("uada.evaluate", f"--workdir={smoke_run.workdir}", "--domains=demo_target",
+    run_main("uada.evaluate", f"--workdir={smoke_run.workdir}", "--domains=demo_target",
                 f"--output_json={output}")  # fmt: skip
     results = json.loads(output.read_text())
     assert list(results) == ["demo_target"]

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+from conftest import FORWARD_DEPTH, HANG_GUARD_SECONDS, float32_error_bound, relative_error
 
 from uada.runs import inference
 from uada.runs import workdir as workdir_lib
@@ -38,11 +39,16 @@ def test_exported_model_equals_keras_model_for_two_batch_sizes(smoke_run, tmp_pa
     subprocess.run(
         [sys.executable, "-c", _LOADER, output, str(tmp_path / "inputs.npz"),
          str(tmp_path / "outputs.npz")],
-        cwd=tmp_path, check=True, timeout=300,
+        cwd=tmp_path, check=True, timeout=HANG_GUARD_SECONDS,
     )  # fmt: skip
     outputs = np.load(tmp_path / "outputs.npz")
+    # The same ops in the SavedModel's graph, which may fuse them and sum in another order: each
+    # image's logits within float32's bound of the forward pass, whose largest reduction is the
+    # extension's 3x3 convolution over 256 channels.
+    bound = float32_error_bound(num_terms=9 * 256, depth=FORWARD_DEPTH)
     for name, images in inputs.items():
         expected = model.segmenter(images, training=False).numpy()
         assert outputs[name].shape == (len(images), height, width, 19)
         assert outputs[name].dtype == np.float32
-        np.testing.assert_allclose(outputs[name], expected, rtol=1e-5, atol=1e-5)
+        for got, want in zip(outputs[name], expected, strict=True):
+            assert relative_error(got, want) <= bound, name

@@ -5,7 +5,7 @@ import os
 
 import pytest
 from absl import flags
-from conftest import EXPERIMENTS, parse_train_flags, run_command
+from conftest import EXPERIMENTS, parse_train_flags, run_main
 
 from uada import config as config_lib
 from uada import flags as uada_flags
@@ -103,19 +103,19 @@ def test_unknown_flag_in_an_experiment_file_fails(tmp_path):
 
 
 def test_commands_exit_nonzero_naming_the_flag_or_file(tmp_path):
-    result = run_command("uada.train", "--flagfile=experiments/smoke.flags", "--norm=bn",
+    result = run_main("uada.train", "--flagfile=experiments/smoke.flags", "--norm=bn",
                          "--workdir=x", check=False)  # fmt: skip
     assert result.returncode != 0
     assert "--norm" in result.stderr and "bn" in result.stderr
-    result = run_command("uada.train", "--norm=dan", check=False)
+    result = run_main("uada.train", "--norm=dan", check=False)
     assert result.returncode != 0 and "--workdir" in result.stderr
     missing = tmp_path / "no_run"
-    result = run_command("uada.evaluate", f"--workdir={missing}", check=False)
+    result = run_main("uada.evaluate", f"--workdir={missing}", check=False)
     assert result.returncode != 0 and str(missing) in result.stderr
     tmp_path.joinpath("run").mkdir()
-    result = run_command("uada.export", f"--workdir={tmp_path / 'run'}", "--output=o", check=False)
+    result = run_main("uada.export", f"--workdir={tmp_path / 'run'}", "--output=o", check=False)
     assert result.returncode != 0 and "config.json" in result.stderr
-    result = run_command("uada.predict", f"--workdir={tmp_path / 'run'}",
+    result = run_main("uada.predict", f"--workdir={tmp_path / 'run'}",
                          f"--input={tmp_path / 'none.png'}", "--output=o", check=False)  # fmt: skip
     assert result.returncode != 0 and "--input" in result.stderr
 

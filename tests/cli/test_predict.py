@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_command
+from conftest import run_main
 from PIL import Image
 
 from uada.data.labels import PALETTE
@@ -65,7 +65,7 @@ def run(smoke_run, tmp_path_factory):
     (images / "folder.png").mkdir()
     broken["folder.png"] = None
     output = folder / "out"
-    result = run_command("uada.predict", f"--workdir={smoke_run.workdir}", f"--input={images}",
+    result = run_main("uada.predict", f"--workdir={smoke_run.workdir}", f"--input={images}",
                          f"--output={output}", check=False)  # fmt: skip
     return dict(result=result, images=images, output=output, good=good, broken=broken)
 
@@ -175,7 +175,7 @@ def test_overlay_alpha_flag_and_library_result(smoke_run, run, tmp_path):
 
 
 def test_all_good_images_exit_zero(smoke_run, run, tmp_path):
-    result = run_command("uada.predict", f"--workdir={smoke_run.workdir}",
+    result = run_main("uada.predict", f"--workdir={smoke_run.workdir}",
                          f"--input={run['images'] / 'a'},{run['images'] / 'grey.png'}",
                          f"--output={tmp_path}")  # fmt: skip
     assert result.returncode == 0 and "could not be read" not in result.stderr
@@ -183,7 +183,7 @@ def test_all_good_images_exit_zero(smoke_run, run, tmp_path):
         "grey.png", "grey_color.png", "grey_overlay.png",
         "scene.png", "scene_color.png", "scene_overlay.png",
     ]  # fmt: skip
-    result = run_command("uada.predict", f"--workdir={smoke_run.workdir}",
+    result = run_main("uada.predict", f"--workdir={smoke_run.workdir}",
                          f"--input={run['images']}", "--output=o", "--overlay_alpha=1.5",
                          check=False)  # fmt: skip
     assert result.returncode != 0 and "overlay_alpha" in result.stderr

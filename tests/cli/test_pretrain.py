@@ -6,7 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import run_command
+from conftest import run_main
 
 from uada.models import build_backbone
 from uada.runs import pretraining
@@ -72,5 +72,5 @@ def test_unwritable_output_is_named(tmp_path):
 
 
 def test_command_rejects_a_bad_output():
-    result = run_command("uada.pretrain", "--output=tiny.h5", check=False)
+    result = run_main("uada.pretrain", "--output=tiny.h5", check=False)
     assert result.returncode != 0 and "--output" in result.stderr

@@ -1,45 +1,39 @@
 """The speed-and-scale training flags end to end: --strategy, --mixed_precision, --jit_compile."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
+import pytest
 import tensorflow as tf
-from conftest import REPO
+from conftest import run_main
 
-# `python -m uada.train`, with the process's CPU split into two logical devices first (what
-# `--strategy=mirrored` uses as replicas when no GPU is visible).
-_TWO_CPU_TRAIN = textwrap.dedent(
-    """
-    import sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
-    )
-    from absl import app
-    from uada import flags as uada_flags, train
-    uada_flags.define_train_flags()
-    app.run(train.main)
-    """
-)
+from uada.runs import distribute
 
 
-def _train(workdir, data_dir, *flags, two_cpus=False):
-    command = (
-        [sys.executable, "-c", _TWO_CPU_TRAIN] if two_cpus else [sys.executable, "-m", "uada.train"]
-    )
-    result = subprocess.run(
-        [*command, "--flagfile=experiments/smoke.flags", f"--workdir={workdir}",
-         f"--data_dir={data_dir}", "--eval_max_images=2", "--image_summary_every=0", *flags],
-        cwd=REPO, capture_output=True, text=True, timeout=400,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result.stderr
+@pytest.fixture
+def shared_mirrored(monkeypatch, mirrored_strategy):
+    """`--strategy=mirrored` in this process: the strategy `get_strategy("mirrored")` makes is
+    checked (a `MirroredStrategy` over the two logical CPUs of tests/conftest.py) and the
+    session's shared one trains in its place (one strategy per process: see `mirrored_strategy`)."""
+    get_strategy = distribute.get_strategy
+
+    def shared(name="default", devices=None):
+        made = get_strategy(name, devices)
+        if name != "mirrored":
+            return made
+        assert isinstance(made, tf.distribute.MirroredStrategy)
+        assert made.extended.worker_devices == mirrored_strategy.extended.worker_devices
+        return mirrored_strategy
+
+    monkeypatch.setattr(distribute, "get_strategy", shared)
+
+
+def _train(workdir, data_dir, *flags):
+    """`python -m uada.train` on the smoke flags, in this process; returns its stderr."""
+    return run_main(
+        "uada.train", "--flagfile=experiments/smoke.flags", f"--workdir={workdir}",
+        f"--data_dir={data_dir}", "--eval_max_images=2", "--image_summary_every=0", *flags,
+    ).stderr  # fmt: skip
 
 
 def _trainable(values):
@@ -57,13 +51,15 @@ def _variables(prefix):
     }
 
 
-def test_mirrored_strategy_trains_checkpoints_resumes_and_evaluates(data_dir, smoke_run, tmp_path):
+def test_mirrored_strategy_trains_checkpoints_resumes_and_evaluates(
+    data_dir, smoke_run, tmp_path, shared_mirrored
+):
     workdir = tmp_path / "mirrored"
     flags = ["--strategy=mirrored", "--batch_size=1", "--checkpoint_every=2"]
-    log = _train(workdir, data_dir, *flags, "--train_steps=2", two_cpus=True)
+    log = _train(workdir, data_dir, *flags, "--train_steps=2")
     assert ", 2 replica(s), " in log
     first = _variables(str(workdir / "checkpoints" / "ckpt-2"))
-    log = _train(workdir, data_dir, *flags, "--train_steps=4", two_cpus=True)
+    log = _train(workdir, data_dir, *flags, "--train_steps=4")
     assert "Resumed from" in log and "ckpt-2" in log
     last = _variables(str(workdir / "checkpoints" / "ckpt-4"))
     # The resumed run trained on: the step counter and the weights moved on from ckpt-2.

@@ -103,7 +103,7 @@ def test_sigkill_and_rerun_give_identical_weights(data_dir, uninterrupted_run, t
     assert workdir_lib.latest_checkpoint(workdir).endswith(("ckpt-2", "ckpt-4", "ckpt-6"))
     with open(os.path.join(directory, "ckpt-8.data-00000-of-00001"), "r+b") as f:
         f.truncate(10)
-    # 3. Rerun to the end.
+    # 3. Rerun to the end (in this process: the resumption from disk is what is checked).
     finish_training(workdir, data_dir)
 
     expected = uninterrupted_run.final

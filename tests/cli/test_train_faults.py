@@ -1,7 +1,11 @@
 """Training under the faults real runs meet, each created for real: a second run in the same
 workdir (two processes), a killed run's stale lock, SIGTERM and SIGINT, a full and a read-only
 filesystem (a small tmpfs, where this machine lets the tests mount one), a checkpoint path the
-filesystem cannot create."""
+filesystem cannot create.
+
+The run that is killed, signalled or holds the lock is a process of its own; the command run
+after it (the refused second run, the rerun that resumes) runs in this process (`run_main`).
+Each is compared with `uninterrupted_run` (tests/conftest.py)."""
 
 import errno
 import json
@@ -18,11 +22,10 @@ import pytest
 import tensorflow as tf
 from absl import logging
 from conftest import (
-    REPO,
+    HANG_GUARD_SECONDS,
     checkpoint_values,
     finish_training,
     start_training,
-    train_command,
     wait_for,
 )
 
@@ -46,13 +49,6 @@ def _assert_same_final_checkpoint(expected, workdir):
     assert not different, different[:10]
 
 
-def _run(workdir, data_dir, *extra):
-    return subprocess.run(
-        train_command(workdir, data_dir, *extra), cwd=REPO, capture_output=True, text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300,
-    )  # fmt: skip
-
-
 def _last_line(stderr):
     return stderr.strip().splitlines()[-1]
 
@@ -67,14 +63,14 @@ def _lock_text(workdir):
 
 
 def test_a_second_run_is_refused_and_a_killed_runs_lock_is_taken_over(
-    uninterrupted, data_dir, smoke_run, tmp_path
+    uninterrupted, data_dir, tmp_path
 ):
     workdir = str(tmp_path / "run")
     # The first run pauses inside its step-4 checkpoint write (a test hook): ckpt-2 is complete.
     first = start_training(workdir, data_dir, pause_in_save_at=4)
     wait_for(os.path.join(workdir, "paused_in_save"), first)
 
-    second = _run(workdir, data_dir)
+    second = finish_training(workdir, data_dir, check=False)
     assert second.returncode == 1
     assert re.fullmatch(
         rf"The workdir {re.escape(workdir)} is in use by another training run: host "
@@ -147,7 +143,7 @@ def test_a_signal_checkpoints_the_step_and_the_rerun_is_bit_identical(
     process = start_training(workdir, data_dir)
     wait_for(os.path.join(directory, "checkpoint"), process)  # training is under way
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=240)
+    _, stderr = process.communicate(timeout=HANG_GUARD_SECONDS)
 
     assert process.returncode == 128 + signum  # 143, 130
     match = re.fullmatch(
@@ -189,7 +185,7 @@ def test_sigterm_to_one_worker_stops_every_multi_worker_at_one_checkpointed_step
     try:
         wait_for(os.path.join(workdir, "checkpoints", "checkpoint"), processes[0])
         processes[1].send_signal(signal.SIGTERM)
-        stderrs = [process.communicate(timeout=240)[1] for process in processes]
+        stderrs = [process.communicate(timeout=HANG_GUARD_SECONDS)[1] for process in processes]
     finally:
         for process in processes:
             if process.poll() is None:
@@ -236,7 +232,7 @@ def test_a_full_disk_is_one_line_and_the_rerun_after_freeing_space_resumes(
 ):
     workdir = str(small_filesystem / "run")
     directory = os.path.join(workdir, "checkpoints")
-    result = _run(workdir, data_dir)
+    result = finish_training(workdir, data_dir, check=False)
     assert result.returncode == 1
     assert _last_line(result.stderr) == (
         f"Cannot write to {directory}: no space left on the device; the last complete "

@@ -1,13 +1,10 @@
 """Tests of the procedural demo domains."""
 
 import hashlib
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_main
 from PIL import Image
 
 from uada.data import demo
@@ -132,21 +129,13 @@ def test_bad_arguments_raise_naming_them(tmp_path):
 
 def test_command_line(tmp_path):
     # `python -m uada.demo`, its flags defined in uada.flags (absl).
-    result = subprocess.run(
-        [sys.executable, "-m", "uada.demo", f"--output={tmp_path}", "--seed=1",
-         "--height=32", "--width=64"],
-        cwd=pathlib.Path(__file__).resolve().parents[2], capture_output=True, text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300, check=True,
-    )  # fmt: skip
+    result = run_main("uada.demo", f"--output={tmp_path}", "--seed=1", "--height=32",
+                      "--width=64")  # fmt: skip
     assert f"source: {tmp_path / 'source'}" in result.stdout.splitlines()
     assert len(list((tmp_path / "source" / "images").iterdir())) == 300
     assert "Shift: full. Pixel frequency per class:" in result.stdout
     assert "| road |" in result.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "uada.demo", f"--output={tmp_path / 'x'}", "--shift=colour"],
-        cwd=pathlib.Path(__file__).resolve().parents[2], capture_output=True, text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300,
-    )  # fmt: skip
+    bad = run_main("uada.demo", f"--output={tmp_path / 'x'}", "--shift=colour", check=False)
     assert bad.returncode != 0 and "--shift" in bad.stderr and not (tmp_path / "x").exists()
 
 

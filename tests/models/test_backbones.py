@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from conftest import FORWARD_DEPTH, float32_error_bound, relative_error
 
 from uada.layers import DomainAgnosticNormalization, SplitBatchNormalization
 from uada.models import ImagePreprocessing, build_backbone
@@ -158,8 +159,11 @@ def test_folded_biases_give_keras_resnet50_features(norm, resnet50_weights):
     got = keras.ops.convert_to_numpy(backbone(images, training=False))
     expected = keras.ops.convert_to_numpy(expected)
     assert np.abs(expected).max() > 0
-    relative_error = np.abs(got - expected).max() / np.abs(expected).max()
-    assert relative_error < 1e-4, relative_error
+    # Folding changes the rounding, not the maths: float32's bound over ResNet-50's ~53 layers
+    # (conv and normalization, two reductions each), the largest a 3x3 conv over 512 channels.
+    # An unfolded or uncopied value (random in `resnet50_weights`) is off by tens of percent.
+    error = relative_error(got, expected)
+    assert error <= float32_error_bound(num_terms=9 * 512, depth=2 * 53), error
 
 
 def _randomized(model, seed):
@@ -197,8 +201,10 @@ def test_resnet_tiny_weights_file_gives_the_base_models_features(norm, resnet_ti
     got = keras.ops.convert_to_numpy(backbone(images, training=False))
     expected = keras.ops.convert_to_numpy(expected)
     assert np.abs(expected).max() > 0
-    relative_error = np.abs(got - expected).max() / np.abs(expected).max()
-    assert relative_error < 1e-5, relative_error
+    # Folding changes the rounding, not the maths (see the ResNet-50 test); resnet_tiny's largest
+    # reduction is a 3x3 conv over 64 channels.
+    error = relative_error(got, expected)
+    assert error <= float32_error_bound(num_terms=9 * 64, depth=FORWARD_DEPTH), error
     # The weights came from the file, not from a fresh network: the kernels are the reference's.
     np.testing.assert_array_equal(
         backbone.get_layer("conv3_block1_2_conv").kernel.numpy(),
