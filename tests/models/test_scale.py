@@ -324,6 +324,7 @@ def test_get_strategy_rejects_unknown_names_and_bad_tf_config(monkeypatch):
         ("mixed_float16", False, 50 * 2.0**-12, 0.75),
         ("mixed_bfloat16", True, 50 * 2.0**-9, 0.75),
     ],
+    ids=["none-xla", "mixed_bfloat16", "mixed_float16", "mixed_bfloat16-xla"],
 )
 def test_low_precision_and_xla_steps_stay_close_to_float32(one_step, name, jit_compile, loss_rtol,
                                                            update_bound):  # fmt: skip
