@@ -217,7 +217,7 @@ def run_main(module, *argv, cwd=REPO, check=True):
     `argv` and calls `main`) from `cwd`, its stdout and stderr captured; stderr also holds the
     messages of the log records it wrote. An uncaught exception exits with 1 and its traceback
     on stderr, as in a process of its own. The flags the command defined, the environment, the
-    current directory, `sys.path`, the root logger's handlers, op determinism and the dtype
+    current directory, `sys.path`, the log handlers and levels, op determinism and the dtype
     policy are restored afterwards.
     """
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -229,8 +229,12 @@ def run_main(module, *argv, cwd=REPO, check=True):
     saved_path = list(sys.path)
     script = str(module).endswith(".py")
     sys.argv = [str(module) if script else f"{module.replace('.', '/')}.py", *argv]
-    root_handlers = list(std_logging.getLogger().handlers)  # app.run adds absl's
-    std_logging.getLogger().addHandler(log)
+    # app.run's first call in a process installs absl's log handler and sets the log levels from
+    # --verbosity; each command here gets that first call, as in a process of its own.
+    root, absl_logger = std_logging.getLogger(), std_logging.getLogger("absl")
+    handlers, root_level, absl_level = list(root.handlers), root.level, absl_logger.level
+    app._run_init.done = app._register_and_parse_flags_with_usage.done = False
+    root.addHandler(log)
     returncode = 0
     try:
         os.chdir(cwd)
@@ -247,13 +251,15 @@ def run_main(module, *argv, cwd=REPO, check=True):
                 traceback.print_exc()
                 returncode = 1
     finally:
-        std_logging.getLogger().handlers[:] = root_handlers
         os.chdir(saved_cwd)
         sys.argv, sys.path[:] = saved_argv, saved_path
         os.environ.clear()
         os.environ.update(saved_environ)
-        flagsaver.restore_flag_values(saved_flags)
+        flagsaver.restore_flag_values(saved_flags)  # --verbosity sets the log levels: first
         flags.FLAGS.__dict__["__flags_parsed"] = was_parsed
+        root.handlers[:] = handlers
+        root.setLevel(root_level)
+        absl_logger.setLevel(absl_level)
         _reset_process_state()
     result = subprocess.CompletedProcess(
         [module, *argv], returncode, stdout.getvalue(), stderr.getvalue()
