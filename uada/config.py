@@ -19,14 +19,19 @@ assert Config.from_json(config.to_json()) == config
 import dataclasses
 import json
 
-# The closed sets of names a field takes, each defined by the module that owns it.
-from uada.data.builders import CONFIG_NAMES as RESOLUTIONS  # evaluation reads that builder config
-from uada.data.demo import SHIFT_NAMES
-from uada.data.domains import DATASETS, EVAL_ONLY_DATASETS
-from uada.layers import NORMALIZATIONS
-from uada.models import BACKBONES, MODES, OUTPUT_STRIDES
-from uada.runs.distribute import STRATEGIES
-from uada.runs.precision import PRECISIONS
+# The closed sets of names a field takes (`uada.names` says which module implements each).
+from uada.names import (
+    BACKBONES,
+    DATASETS,
+    EVAL_ONLY_DATASETS,
+    MODES,
+    NORMALIZATIONS,
+    OUTPUT_STRIDES,
+    PRECISIONS,
+    RESOLUTIONS,
+    SHIFT_NAMES,
+    STRATEGIES,
+)
 
 __all__ = [
     "BACKBONES", "DATASETS", "EVAL_ONLY_DATASETS", "MODES", "NORMALIZATIONS", "OUTPUT_STRIDES",

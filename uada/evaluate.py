@@ -8,7 +8,7 @@ docs/FIDELITY.md, *Evaluation*).
 `--adapt_statistics=target` evaluates each domain with AdaBN (`uada.models.adabn`): normalization
 statistics recomputed on that domain's unlabelled training images; results in
 `eval_<resolution>_adabn.json`. `--checkpoints=all` evaluates every kept checkpoint and reports
-one chosen without target labels (`--select`; `uada.runs.eval_curve.evaluate_checkpoints`);
+one chosen without target labels (`--select`; `uada.analysis.eval_curve.evaluate_checkpoints`);
 otherwise one checkpoint is evaluated (`uada.runs.evaluation.evaluate`).
 
 Domains default to the run's source, target and unseen domains, each on its validation split.
@@ -33,7 +33,8 @@ from absl import app
 
 from uada import command_errors
 from uada import flags as uada_flags
-from uada.runs import eval_curve, evaluation, write_errors
+from uada.analysis import eval_curve
+from uada.runs import evaluation, write_errors
 from uada.runs import workdir as workdir_lib
 
 

@@ -10,7 +10,7 @@ import types
 import pytest
 import tensorflow as tf
 
-from uada.analysis import tables
+from uada.runs import table_runs
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
@@ -23,7 +23,7 @@ def parse_train_flags(*argv):
     `--flagfile=experiments/...` is the repository's, whatever the current directory.
     """
     argv = [a.replace("--flagfile=experiments/", f"--flagfile={EXPERIMENTS}/") for a in argv]
-    return tables.parse_config(argv, experiments_dir=EXPERIMENTS)
+    return table_runs.parse_config(argv, experiments_dir=EXPERIMENTS)
 
 
 def run_command(module, *argv, env=None, check=True, timeout=300, cwd=REPO):

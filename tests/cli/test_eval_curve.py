@@ -1,4 +1,4 @@
-"""Every checkpoint evaluated (`uada.runs.eval_curve`), label-free selection, and AdaBN at test
+"""Every checkpoint evaluated (`uada.analysis.eval_curve`), label-free selection, and AdaBN at test
 time."""
 
 import csv
@@ -12,10 +12,10 @@ from absl import flags
 from conftest import parse_train_flags, run_command
 
 from uada import flags as uada_flags
-from uada.analysis import selection
+from uada.analysis import eval_curve, selection
 from uada.data import domains, pipeline
 from uada.models import adabn
-from uada.runs import eval_curve, evaluation, trainer
+from uada.runs import evaluation, trainer
 from uada.runs import workdir as workdir_lib
 
 

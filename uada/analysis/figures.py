@@ -1,7 +1,7 @@
 """Every figure of uada (matplotlib, written to files):
 
 - `prediction_grid`: the paper's Figure 5, image / ground truth / one column per model;
-- `plot_eval_curve`: the mIoU of every checkpoint against the step (`uada.runs.eval_curve`);
+- `plot_eval_curve`: the mIoU of every checkpoint against the step (`uada.analysis.eval_curve`);
 - `plot_retrieval_curves`: the paper's Figure 4 (`uada.analysis.retrieval`);
 - `plot_adversarial_diagnostics`: the adversarial game of UADA runs over training, from their
   TensorBoard scalars.

@@ -89,6 +89,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from uada.data.labels import CLASS_NAMES, IGNORE_LABEL, PALETTE, lookup_table
+from uada.names import SHIFT_NAMES
 
 DOMAINS = ("source", "target", "unseen")
 
@@ -112,7 +113,6 @@ SHIFT_GROUPS = {
     "layout": LAYOUT_FACTORS,
     "none": (),
 }
-SHIFT_NAMES = (*SHIFT_GROUPS, *FACTORS)  # what `--demo_shift` takes (comma-separated)
 
 # Cityscapes folder layouts: split -> cities.
 TARGET_CITIES = {"train": ("alderton", "brackley"), "val": ("carwick",)}

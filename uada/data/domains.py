@@ -38,21 +38,19 @@ from etils import epath
 
 from uada.data import builders
 from uada.data import demo as demo_lib
+from uada.names import EVAL_ONLY_DATASETS
 
-# Domain name -> (builder name, demo folder or None, has a training split).
+# Domain name (one of `DATASETS`) -> (builder name, demo folder or None). The domains of
+# `EVAL_ONLY_DATASETS` have no training split.
 _DOMAINS = {
-    "gta5": ("gta5", None, True),
-    "cityscapes": ("cityscapes", None, True),
-    "mapillary": ("mapillary", None, True),
-    "apolloscape": ("apolloscape", None, False),
-    "demo_source": ("gta5", "source", True),
-    "demo_target": ("cityscapes", "target", True),
-    "demo_unseen": ("cityscapes", "unseen", False),
+    "gta5": ("gta5", None),
+    "cityscapes": ("cityscapes", None),
+    "mapillary": ("mapillary", None),
+    "apolloscape": ("apolloscape", None),
+    "demo_source": ("gta5", "source"),
+    "demo_target": ("cityscapes", "target"),
+    "demo_unseen": ("cityscapes", "unseen"),
 }
-# The names a domain flag takes (`--source`, `--target`, `--unseen`, `--domains`, ...).
-DATASETS = tuple(_DOMAINS)
-# Datasets without a training split, usable only as unseen (test) domains.
-EVAL_ONLY_DATASETS = tuple(name for name, (_, _, has_train) in _DOMAINS.items() if not has_train)
 
 
 class MissingDatasetError(FileNotFoundError):
@@ -99,7 +97,8 @@ def get_domain(name, config):
     """Returns the `Domain` named `name` for the run `config`."""
     if name not in _DOMAINS:
         raise ValueError(f"Unknown domain. Expected one of {sorted(_DOMAINS)}. Received: {name!r}")
-    builder, demo_folder, trainable = _DOMAINS[name]
+    builder, demo_folder = _DOMAINS[name]
+    trainable = name not in EVAL_ONLY_DATASETS
     if demo_folder is not None:
         root = demo_root(config)
         manual_dir = os.path.join(root, demo_folder)

@@ -37,9 +37,8 @@ import keras
 
 from uada.layers import NORMALIZATIONS, get_normalization
 from uada.models.preprocessing import ImagePreprocessing
+from uada.names import BACKBONES, OUTPUT_STRIDES
 
-BACKBONES = ("resnet50", "resnet_tiny")
-OUTPUT_STRIDES = (8, 16, 32)
 # The input preprocessing of every backbone (`ImagePreprocessing` mode): Keras' ResNet-50 weights
 # expect it, and weights pretrained for `resnet_tiny` are trained behind it.
 PREPROCESSING = "caffe"

@@ -12,9 +12,7 @@ from uada.models.heads import (
     build_representation,
     build_segmentation_head,
 )
-
-# The training modes; this order is the `--mode` flag's (`uada.config`).
-MODES = ("uada", "source_only", "multi_domain")
+from uada.names import MODES
 
 
 class NonFiniteLossError(FloatingPointError):

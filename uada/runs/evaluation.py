@@ -21,7 +21,7 @@ Resolutions:
   native size, labels untouched.
 
 Every image of every domain is predicted by the same model in inference mode (moving statistics,
-no domain input). Every kept checkpoint with label-free selection: `uada.runs.eval_curve`.
+no domain input). Every kept checkpoint with label-free selection: `uada.analysis.eval_curve`.
 """
 
 import contextlib
