@@ -63,7 +63,7 @@ class Config:
     are documented by its owner: modes by `uada.models.UADAModel`, normalizations by
     `uada.layers.get_normalization`, backbones by `uada.models.build_backbone`, datasets and the
     `data_dir` / `manual_dir` layout by `uada.data.domains`, strategies by `uada.runs.distribute`,
-    precisions by `uada.runs.precision`, demo shift factors by `uada.data.demo`.
+    precisions by `uada.runs.precision`, demo shift factors by `uada.data.demo_generator`.
 
     The fields come in five groups: the model; the data (`batch_size` images per domain per step:
     2 source + 2 target in the paper; the demo source gets train + val frames, split 3:1 by the
@@ -106,7 +106,7 @@ class Config:
     demo_shift: tuple[str, ...] = _field(
         ("full",),
         "Demo: comma-separated shift factors between the demo source and the other demo "
-        f"domains, groups or factors of {list(SHIFT_NAMES)} (uada.data.demo).",
+        f"domains, groups or factors of {list(SHIFT_NAMES)} (uada.data.demo_generator).",
     )
 
     # Optimization.

@@ -135,7 +135,7 @@ def test_commands_exit_nonzero_naming_the_flag_or_file(tmp_path):
 
 def test_flags_are_generated_from_the_config_fields():
     from uada import names
-    from uada.data import builders, demo, domains
+    from uada.data import builders, demo_generator, domains
 
     flag_values = flags.FlagValues()
     uada_flags.define_train_flags(flag_values)
@@ -159,4 +159,4 @@ def test_flags_are_generated_from_the_config_fields():
     # The tables that implement a set keyed by its names hold exactly its names.
     assert tuple(domains._DOMAINS) == names.DATASETS
     assert tuple(config.name for config in builders.common.CONFIGS) == names.RESOLUTIONS
-    assert (*demo.SHIFT_GROUPS, *demo.FACTORS) == names.SHIFT_NAMES
+    assert (*demo_generator.SHIFT_GROUPS, *demo_generator.FACTORS) == names.SHIFT_NAMES

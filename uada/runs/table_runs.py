@@ -20,7 +20,7 @@ import keras
 from absl import flags, logging
 
 from uada import config_flags
-from uada.data import demo as demo_lib
+from uada.data import demo_generator
 from uada.runs import evaluation, trainer
 from uada.runs import workdir as workdir_lib
 from uada.runs.paper_tables import TABLES, all_experiments
@@ -95,7 +95,7 @@ def _demo_workdir_name(config):
         name = f"{config.mode}_{config.norm}"
         if config.mode == "uada":
             name += f"_lambda{config.lambda_conf:g}"
-    shift = demo_lib.shift_name(config.demo_shift)
+    shift = demo_generator.shift_name(config.demo_shift)
     if shift != "full":
         name += f"_shift-{shift}"
     if config.weights != "none":
