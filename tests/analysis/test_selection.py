@@ -22,11 +22,11 @@ def test_domain_accuracy_is_balanced():
     # Source: 2 of 4 positions called source (logit <= 0); target: 1 of 2 called target.
     source = np.array([-1.0, 0.0, 2.0, 3.0])
     target = np.array([[0.5, -0.5]])
-    assert selection.domain_accuracy(source, target) == pytest.approx((2 / 4 + 1 / 2) / 2)
+    assert selection.balanced_domain_accuracy(source, target) == pytest.approx((2 / 4 + 1 / 2) / 2)
     # Calling every position "target" is chance, whatever the counts.
-    assert selection.domain_accuracy(np.ones(10), np.ones(3)) == 0.5
+    assert selection.balanced_domain_accuracy(np.ones(10), np.ones(3)) == 0.5
     with pytest.raises(ValueError, match="both hold positions"):
-        selection.domain_accuracy([], [1.0])
+        selection.balanced_domain_accuracy([], [1.0])
 
 
 def test_retrieval_alignment_by_hand_and_limits():

@@ -240,7 +240,7 @@ def checkpoint_signals(model, config, *, max_images=0, num_vectors=5000, positio
     n = min(len(vectors["source"]), len(vectors["target"]))
     return {
         "domain_accuracy": (
-            selection.domain_accuracy(domain_logits["source"], domain_logits["target"])
+            selection.balanced_domain_accuracy(domain_logits["source"], domain_logits["target"])
             if has_d
             else None
         ),

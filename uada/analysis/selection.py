@@ -4,8 +4,9 @@ Adversarial training swings from checkpoint to checkpoint, and the target's labe
 pick the best one, are exactly what unsupervised adaptation may not use. These signals use the
 target's *images* only (and the labelled source):
 
-- `domain_accuracy`: the balanced accuracy `(acc_source + acc_target) / 2` of D's per-position
-  prediction (logit > 0: target) on held-out source and target images, in inference mode.
+- `domain_accuracy`: the balanced accuracy `(acc_source + acc_target) / 2`
+  (`balanced_domain_accuracy`) of D's per-position prediction (logit > 0: target) on held-out
+  source and target images, in inference mode.
   Better: closest to chance, the smallest `abs(acc - 0.5)`.
 - `target_entropy`: the mean over target pixels of `-sum_c p_c ln p_c` (natural log: nats), `p`
   the softmax of the logits in inference mode. Better: lowest.
@@ -76,7 +77,7 @@ def prediction_entropy(logits):
     return -tf.reduce_sum(tf.exp(log_p) * log_p, axis=-1).numpy()
 
 
-def domain_accuracy(source_logits, target_logits):
+def balanced_domain_accuracy(source_logits, target_logits):
     """Balanced accuracy of domain logits (logit > 0 means target) on source and target positions.
 
     Args:

@@ -13,13 +13,8 @@ from uada.models.heads import (
 )
 from uada.models.inference import predict_labels
 from uada.models.preprocessing import ImagePreprocessing
-from uada.models.uada_model import (
-    MODES,
-    NonFiniteLossError,
-    TrainingGuard,
-    UADAModel,
-    build_uada_model,
-)
+from uada.models.step_guard import NonFiniteLossError, TrainingGuard
+from uada.models.uada_model import MODES, UADAModel, build_uada_model
 
 __all__ = [
     "BACKBONES",
