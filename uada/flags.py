@@ -32,7 +32,7 @@ import os
 from absl import flags
 
 from uada import config as config_lib
-from uada.analysis import selection, tables
+from uada.analysis import checkpoint_selection, tables
 from uada.config_flags import define_config_flag, define_train_flags, expand_flagfiles, train_config
 from uada.models.adabn import ADAPT_STATISTICS
 from uada.runs import paper_tables, table_runs
@@ -108,7 +108,7 @@ def define_evaluate_flags(flag_values=flags.FLAGS):
         flag_values=fv,
     )  # fmt: skip
     flags.DEFINE_enum(
-        "select", "last", selection.SELECTIONS,
+        "select", "last", checkpoint_selection.SELECTIONS,
         "With --checkpoints=all, the checkpoint to report, chosen without target labels: 'last', "
         "or the best by a signal: domain_accuracy (closest to 0.5; UADA runs only), "
         "target_entropy (lowest) or retrieval_alignment (highest).", flag_values=fv,
@@ -325,10 +325,14 @@ def define_pretrain_flags(flag_values=flags.FLAGS):
         message="--output must be a file name ending in .weights.h5.",
         flag_values=fv,
     )
-    from uada.runs import pretraining  # the default lives with `pretrain_resnet_tiny`
+    from uada.runs import backbone_pretraining  # the default lives with `pretrain_resnet_tiny`
 
     flags.DEFINE_integer(
-        "steps", pretraining.DEFAULT_STEPS, "Training steps.", lower_bound=1, flag_values=fv
+        "steps",
+        backbone_pretraining.DEFAULT_STEPS,
+        "Training steps.",
+        lower_bound=1,
+        flag_values=fv,
     )
     flags.DEFINE_integer("seed", 0, "Seed of the images and the initialization.", flag_values=fv)
 

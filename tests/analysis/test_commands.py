@@ -13,7 +13,7 @@ from absl import flags
 from conftest import EXPERIMENTS, REPO, run_command
 from PIL import Image
 
-from uada.analysis import prediction_grid, retrieval, tables
+from uada.analysis import prediction_grid, retrieval_curve, tables
 from uada.runs import paper_tables, table_runs
 
 # ------------------------------------------------------------------------------------------------
@@ -21,7 +21,7 @@ from uada.runs import paper_tables, table_runs
 
 
 def test_retrieval_writes_curves_csv_and_domain_accuracy(smoke_run, tmp_path):
-    curves, accuracy = retrieval.retrieval(
+    curves, accuracy = retrieval_curve.retrieval(
         [smoke_run.workdir, smoke_run.workdir],
         str(tmp_path),
         names=["first", "second"],
@@ -34,7 +34,7 @@ def test_retrieval_writes_curves_csv_and_domain_accuracy(smoke_run, tmp_path):
     k = np.arange(1, 8)
     assert np.all(curves["first"] >= 0) and np.all(curves["first"] <= k)
     assert np.all(np.diff(curves["first"]) >= 0)  # counts among more neighbours never drop
-    with open(tmp_path / "retrieval.csv") as f:
+    with open(tmp_path / "retrieval_curve.csv") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["k", "first", "second"]
     assert [int(r[0]) for r in rows[1:]] == list(range(1, 8))
@@ -50,7 +50,7 @@ def test_retrieval_writes_curves_csv_and_domain_accuracy(smoke_run, tmp_path):
 
 def test_retrieval_names_must_match_workdirs(smoke_run, tmp_path):
     with pytest.raises(ValueError, match=r"one name per workdir \(1\)"):
-        retrieval.retrieval([smoke_run.workdir], str(tmp_path), names=["a", "b"])
+        retrieval_curve.retrieval([smoke_run.workdir], str(tmp_path), names=["a", "b"])
 
 
 def test_retrieval_command(smoke_run, tmp_path):

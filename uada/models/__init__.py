@@ -11,7 +11,7 @@ from uada.models.heads import (
     build_representation,
     build_segmentation_head,
 )
-from uada.models.inference import predict_labels
+from uada.models.label_prediction import predict_labels
 from uada.models.preprocessing import ImagePreprocessing
 from uada.models.step_guard import NonFiniteLossError, TrainingGuard
 from uada.models.uada_model import MODES, UADAModel, build_uada_model

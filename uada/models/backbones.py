@@ -27,8 +27,8 @@
 Dilation does not change any kernel shape, so pretrained weights copy over unchanged. Weights
 come from ImageNet (`weights="imagenet"`, ResNet-50 only) or from a Keras weights file of the
 plain base model that `build_base_model(name)` builds (Keras' ResNet-50 without its top, or
-`resnet_tiny`, e.g. pretrained by `uada.runs.pretraining.pretrain_resnet_tiny`); a file is read
-by the same checks and errors for both.
+`resnet_tiny`, e.g. pretrained by `uada.runs.backbone_pretraining.pretrain_resnet_tiny`); a file is
+read by the same checks and errors for both.
 """
 
 import os

@@ -204,7 +204,7 @@ class UADAModel(keras.Model):
 
     def predict_labels(self, images, batch_size=None):
         """Returns the label map `[N, H, W]` (int32 train ids) of images `[N, H, W, 3]`."""
-        from uada.models.inference import predict_labels
+        from uada.models.label_prediction import predict_labels
 
         return predict_labels(self.segmenter, images, batch_size=batch_size)
 

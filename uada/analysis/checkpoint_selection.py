@@ -43,7 +43,7 @@ import numpy as np
 import scipy.stats
 import tensorflow as tf
 
-from uada.analysis import retrieval as retrieval_lib
+from uada.analysis import retrieval_curve
 from uada.runs import workdir as workdir_lib
 
 SIGNALS = ("domain_accuracy", "target_entropy", "retrieval_alignment")
@@ -100,8 +100,9 @@ def balanced_domain_accuracy(source_logits, target_logits):
 def retrieval_alignment(source_vectors, target_vectors, max_k=49):
     """Area under the retrieval curve over the area under the perfect line `k / 2`.
 
-    The curve is `uada.analysis.retrieval.retrieval_curve` (`k = 1..max_k`); the areas are sums
-    over `k`. Give equally many source and target vectors: perfect mixing is then about `k / 2`.
+    The curve is `uada.analysis.retrieval_curve.retrieval_curve` (`k = 1..max_k`); the areas are
+    sums over `k`. Give equally many source and target vectors: perfect mixing is then about
+    `k / 2`.
 
     Args:
         source_vectors: float array `[n, d]`.
@@ -111,7 +112,7 @@ def retrieval_alignment(source_vectors, target_vectors, max_k=49):
     Returns:
         `sum_k curve[k] / sum_k (k / 2)`, a float (0: no target vector has a source neighbour).
     """
-    curve = retrieval_lib.retrieval_curve(source_vectors, target_vectors, max_k=max_k)
+    curve = retrieval_curve.retrieval_curve(source_vectors, target_vectors, max_k=max_k)
     return float(np.sum(curve) / np.sum(np.arange(1, max_k + 1) / 2))
 
 

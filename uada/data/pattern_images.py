@@ -27,10 +27,10 @@ the figure and the style, in that order.
 Example:
 
 ```python
-from uada.data import pretraining
+from uada.data import pattern_images
 
-image, label = pretraining.draw_example(seed=0, index=7)  # uint8 [64, 64, 3], int in [0, 10)
-images, labels = pretraining.draw_batch(seed=0, start=0, count=32)
+image, label = pattern_images.draw_example(seed=0, index=7)  # uint8 [64, 64, 3], int in [0, 10)
+images, labels = pattern_images.draw_batch(seed=0, start=0, count=32)
 ```
 """
 
