@@ -118,7 +118,7 @@ def _objectives(model, batch):
 @pytest.mark.parametrize("norm", ["dan", "batch"])
 def test_every_variable_with_a_gradient_moves_the_losses(norm):
     """A variable with a gradient but no effect on the step's losses drifts under the updates with
-    nothing to hold it (as a conv bias before DAN did): with a large lambda, every variable gets a
+    nothing to hold it (as a conv bias before DAN would): with a large lambda, every variable gets a
     gradient from the losses of the data (L_reg aside), and perturbing it along its gradient's
     sign must change the loss its gradient came from."""
     model = _model(norm=norm, lambda_conf=10.0)

@@ -87,7 +87,7 @@ def demo_root(config):
         f"{config.demo_val_images}val"
     )
     shift = demo_generator.shift_name(config.demo_shift)
-    if shift != "full":  # the full shift keeps the tag it always had
+    if shift != "full":  # the default shift adds nothing to the tag
         tag += f"_shift-{shift}"
     return os.path.join(data_dir(config), "uada_demo", tag)
 

@@ -1,7 +1,8 @@
 """The UADA network: backbone R, segmenter S, domain classifier D, losses, schedules, the model.
 
 Public entry points: `build_backbone` (images -> features) and `build_uada_model` (the trainable
-`UADAModel` with its inference `segmenter`).
+`UADAModel` with its inference `segmenter`). Its training step's guards are `step_guard`'s, its
+label maps `label_prediction`'s, AdaBN's statistics `adabn`'s.
 """
 
 from uada.models import losses, schedules

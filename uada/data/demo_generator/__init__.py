@@ -57,12 +57,12 @@ factor can be switched on or off per run (`--demo_shift`, `uada.config.Config.de
 | `camera` | layout | `horizon`, `road_width`, `ego_vehicle` |
 | `objects` | layout (class frequencies) | `counts` |
 
-The groups (`SHIFT_GROUPS`): `full` (every factor: the default, the demo as it always was),
-`appearance` (`color`, `texture`, `blur`, `noise`, `exposure`, `haze`: the same scenes drawn
-with the same layout and class frequencies, only the camera look differs) and `layout`
-(`camera`, `objects`: the look of the source, other scene geometry and class frequencies).
-`none` makes every domain draw like the source (no shift at all). `class_frequencies` measures
-each domain's pixel frequency per class; `python -m uada.demo` prints it.
+The groups (`SHIFT_GROUPS`): `full` (every factor: the default), `appearance` (`color`, `texture`,
+`blur`, `noise`, `exposure`, `haze`: the same scenes drawn with the same layout and class
+frequencies, only the camera look differs) and `layout` (`camera`, `objects`: the look of the
+source, other scene geometry and class frequencies). `none` makes every domain draw like the source
+(no shift at all). `class_frequencies` measures each domain's pixel frequency per class; `python -m
+uada.demo` prints it.
 
 So the source looks like a game (flat colours, hard edges, saturated), the target like a camera
 (texture, blur, warm cast, vignetting, noise, a higher horizon and more pedestrians), and the unseen
