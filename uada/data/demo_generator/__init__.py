@@ -61,8 +61,8 @@ The groups (`SHIFT_GROUPS`): `full` (every factor: the default), `appearance` (`
 `blur`, `noise`, `exposure`, `haze`: the same scenes drawn with the same layout and class
 frequencies, only the camera look differs) and `layout` (`camera`, `objects`: the look of the
 source, other scene geometry and class frequencies). `none` makes every domain draw like the source
-(no shift at all). `class_frequencies` measures each domain's pixel frequency per class; `python -m
-uada.demo` prints it.
+(no shift at all). `class_frequencies` measures each domain's pixel frequency per class;
+`python -m uada.demo` prints it.
 
 So the source looks like a game (flat colours, hard edges, saturated), the target like a camera
 (texture, blur, warm cast, vignetting, noise, a higher horizon and more pedestrians), and the unseen
