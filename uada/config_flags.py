@@ -92,19 +92,8 @@ def _register_train_validators(fv):
         message="--image_size must be two positive integers 'height,width', e.g. 384,768.",
         flag_values=fv,
     )
-    flags.register_validator(
-        "unseen",
-        lambda value: all(name in config_lib.DATASETS for name in value),
-        message=f"--unseen must be a comma-separated list of {list(config_lib.DATASETS)}.",
-        flag_values=fv,
-    )
-
-    flags.register_validator(
-        "demo_shift",
-        lambda value: bool(value) and all(name in config_lib.SHIFT_NAMES for name in value),
-        message=f"--demo_shift must be a comma-separated list of {list(config_lib.SHIFT_NAMES)}.",
-        flag_values=fv,
-    )
+    register_names_validator("unseen", config_lib.DATASETS, fv)
+    register_names_validator("demo_shift", config_lib.SHIFT_NAMES, fv, required=True)
 
     def decay_epochs(value):
         try:
@@ -182,6 +171,17 @@ def _register_train_validators(fv):
         ["train_steps", "epochs"],
         lambda train_steps, epochs: train_steps > 0 or epochs > 0,
         "One of --train_steps and --epochs must be positive.",
+    )
+
+
+def register_names_validator(name, names, flag_values, *, required=False):
+    """Validates the list flag `--name`: each item one of `names`, and at least one if
+    `required`; the message names the flag and lists `names`."""
+    flags.register_validator(
+        name,
+        lambda value: (bool(value) or not required) and all(item in names for item in value),
+        message=f"--{name} must be a comma-separated list of {list(names)}.",
+        flag_values=flag_values,
     )
 
 

@@ -33,7 +33,13 @@ from absl import flags
 
 from uada import config as config_lib
 from uada.analysis import checkpoint_selection, tables
-from uada.config_flags import define_config_flag, define_train_flags, expand_flagfiles, train_config
+from uada.config_flags import (
+    define_config_flag,
+    define_train_flags,
+    expand_flagfiles,
+    register_names_validator,
+    train_config,
+)
 from uada.models.adabn import ADAPT_STATISTICS
 from uada.runs import paper_tables, table_runs
 from uada.runs import workdir as workdir_lib
@@ -304,12 +310,7 @@ def define_demo_flags(flag_values=flags.FLAGS):
         f"{list(config_lib.SHIFT_NAMES)}.",
         flag_values=fv,
     )
-    flags.register_validator(
-        "shift",
-        lambda value: bool(value) and all(name in config_lib.SHIFT_NAMES for name in value),
-        message=f"--shift must be a comma-separated list of {list(config_lib.SHIFT_NAMES)}.",
-        flag_values=fv,
-    )
+    register_names_validator("shift", config_lib.SHIFT_NAMES, fv, required=True)
 
 
 def define_pretrain_flags(flag_values=flags.FLAGS):
