@@ -23,11 +23,12 @@ _FIELD_DEFAULT = object()  # `define_config_flag`: the field's own default
 _DEMO_DATASETS = tuple(name for name in config_lib.DATASETS if name.startswith("demo_"))
 
 
-def define_train_flags(flag_values=flags.FLAGS):
+def define_train_flags(flag_values=flags.FLAGS, *, module_name=None):
     """Defines the training flags and their validators on `flag_values`.
 
     One flag per `Config` field, generated from the field (`define_config_flag`), plus
-    `--workdir`; the cross-flag rules are validators.
+    `--workdir`; the cross-flag rules are validators. `module_name`: the module `--helpfull`
+    lists the flags under (default: this one).
     """
     fv = flag_values
     flags.DEFINE_string(
@@ -36,13 +37,15 @@ def define_train_flags(flag_values=flags.FLAGS):
         "Directory of the run: checkpoints, logs, config, results. Default: workdirs/<name> for "
         "--flagfile=.../<name>.flags.",
         flag_values=fv,
+        module_name=module_name,
     )
     for field in dataclasses.fields(config_lib.Config):
-        define_config_flag(field, flag_values=fv)
+        define_config_flag(field, flag_values=fv, module_name=module_name)
     _register_train_validators(fv)
 
 
-def define_config_flag(field, *, name=None, default=_FIELD_DEFAULT, flag_values=flags.FLAGS):
+def define_config_flag(field, *, name=None, default=_FIELD_DEFAULT, flag_values=flags.FLAGS,
+                       module_name=None):  # fmt: skip
     """Defines the flag of the `Config` field `field` from its type, default and metadata.
 
     | field | flag |
@@ -57,13 +60,14 @@ def define_config_flag(field, *, name=None, default=_FIELD_DEFAULT, flag_values=
         name: the flag's name; default: the field's.
         default: the flag's default; default: the field's.
         flag_values: where to define it.
+        module_name: the module `--helpfull` lists the flag under (default: the caller's).
     """
     options = dict(field.metadata)
     help_text = options.pop("help")
     enum = options.pop("enum", None)
     name = name or field.name
     default = field.default if default is _FIELD_DEFAULT else default
-    kwargs = {"flag_values": flag_values}
+    kwargs = {"flag_values": flag_values, "module_name": module_name}
     if enum is not None:
         text = None if default is None else str(default)
         flags.DEFINE_enum(name, text, [str(v) for v in enum], help_text, **kwargs)

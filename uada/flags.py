@@ -6,9 +6,9 @@ Each command defines only the flags it takes:
   generated from the field (`define_config_flag`: same name, default, description; the closed set
   of names of its metadata's `enum` (`uada.names`); its bounds), plus `--workdir`; cross-flag
   rules are validators, so a bad value or combination stops the command before anything runs,
-  with a message naming the flag(s) and echoing the value. They are defined by
-  `uada.config_flags` beside the `Config` (run planning turns experiment files into configs with
-  them) and imported here with `train_config` and `expand_flagfiles`.
+  with a message naming the flag(s) and echoing the value. `uada.config_flags` defines them beside
+  the `Config` (run planning turns experiment files into configs with them); this module lists
+  them, with `train_config` and `expand_flagfiles`, among every command's flags.
 - `define_evaluate_flags()`, `define_predict_flags()`, `define_export_flags()`: the commands
   that read the run's config from its workdir.
 - `define_retrieval_flags()`, `define_predict_grid_flags()`, `define_selection_flags()`,
@@ -32,20 +32,15 @@ import os
 from absl import flags
 
 from uada import config as config_lib
+from uada import config_flags
 from uada.analysis import checkpoint_selection, tables
-from uada.config_flags import (
-    define_config_flag,
-    define_train_flags,
-    expand_flagfiles,
-    register_names_validator,
-    train_config,
-)
+from uada.config_flags import expand_flagfiles, register_names_validator, train_config
 from uada.models.adabn import ADAPT_STATISTICS
 from uada.runs import paper_tables, table_runs
 from uada.runs import workdir as workdir_lib
 
 __all__ = [
-    "default_workdir", "define_config_flag", "define_demo_flags", "define_diagnostics_flags",
+    "default_workdir", "define_demo_flags", "define_diagnostics_flags",
     "define_evaluate_flags", "define_export_flags", "define_predict_flags",
     "define_predict_grid_flags", "define_pretrain_flags", "define_reproduce_flags",
     "define_retrieval_flags", "define_selection_flags", "define_train_flags", "expand_flagfiles",
@@ -53,6 +48,11 @@ __all__ = [
 ]  # fmt: skip
 
 _CONFIG_FIELDS = {field.name: field for field in dataclasses.fields(config_lib.Config)}
+
+
+def define_train_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.train` (`uada.config_flags.define_train_flags`)."""
+    config_flags.define_train_flags(flag_values, module_name=__name__)
 
 
 def default_workdir(argv):
@@ -96,8 +96,10 @@ def define_evaluate_flags(flag_values=flags.FLAGS):
         message=f"--domains must be a comma-separated list of {list(config_lib.DATASETS)}.",
         flag_values=fv,
     )
-    define_config_flag(_CONFIG_FIELDS["eval_resolution"], name="resolution", default=None,
-                       flag_values=fv)  # fmt: skip
+    config_flags.define_config_flag(
+        _CONFIG_FIELDS["eval_resolution"], name="resolution", default=None, flag_values=fv,
+        module_name=__name__,
+    )  # fmt: skip
     flags.DEFINE_integer(
         "max_images", None, "Images per domain; default: the run's --eval_max_images.",
         lower_bound=0, flag_values=fv,
