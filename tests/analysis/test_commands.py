@@ -34,7 +34,7 @@ def test_retrieval_writes_curves_csv_and_domain_accuracy(smoke_run, tmp_path):
     k = np.arange(1, 8)
     assert np.all(curves["first"] >= 0) and np.all(curves["first"] <= k)
     assert np.all(np.diff(curves["first"]) >= 0)  # counts among more neighbours never drop
-    with open(tmp_path / "retrieval_curve.csv") as f:
+    with open(tmp_path / "retrieval.csv") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["k", "first", "second"]
     assert [int(r[0]) for r in rows[1:]] == list(range(1, 8))
