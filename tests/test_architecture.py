@@ -30,7 +30,7 @@ COMMAND_SIDE = COMMANDS | {"uada.command_errors", "uada.console"}
 
 # Package -> rank: an import goes down (to a lower rank) or sideways within its package. The
 # closed name sets and the config at the bottom; then layers, data -> models -> runs -> analysis;
-# the command lines and what only they use (their flags and error reporting) on top.
+# the command lines and what only they use (their flags, error reporting, console) on top.
 RANKS = {
     "uada.version": 0,
     "uada.names": 0,
@@ -44,6 +44,7 @@ RANKS = {
     "uada.analysis": 6,
     "uada.flags": 7,
     "uada.command_errors": 7,
+    "uada.console": 7,
     **dict.fromkeys(COMMANDS, 8),
     "uada": 9,  # the package's __init__: imports only `uada.version`
 }

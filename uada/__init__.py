@@ -16,7 +16,8 @@ Packages import in one direction, from the bottom up:
 - `uada.analysis` (what is computed from trained runs: tables, curves, figures, selection);
 - the command lines `python -m uada.<command>` (`train`, `evaluate`, `predict`, `export`,
   `retrieval`, `predict_grid`, `selection`, `reproduce`, `demo`, `diagnostics`, `pretrain`), with
-  their flags (`uada.flags`) and one-line error reporting (`uada.command_errors`).
+  their flags (`uada.flags`), console (`uada.console`) and one-line error reporting
+  (`uada.command_errors`).
 """
 
 from uada.version import __version__
