@@ -1,9 +1,10 @@
 """Images per second delivered by the training input pipeline, with and without augmentation.
 
-Two inputs: the demo domains at 128 x 256 (drawn in memory with `uada.data.demo.draw_example`) and
-synthetic in-memory data at the paper's 384 x 768. Each row reads `--steps` training elements of
-`2 source + 2 target` images after `--warmup` elements (the first ones include tracing and filling
-the buffers) and counts images of both domains.
+Two inputs: the demo domains at 128 x 256 (drawn in memory with
+`uada.data.demo_generator.draw_example`) and synthetic in-memory data at the paper's 384 x 768.
+Each row reads `--steps` training elements of `2 source + 2 target` images after `--warmup`
+elements (the first ones include tracing and filling the buffers) and counts images of both
+domains.
 
 Run: `python benchmarks/pipeline_throughput.py [--steps=50] [--warmup=5]`.
 """
@@ -15,11 +16,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from uada.data import demo, pipeline
+from uada.data import demo_generator, pipeline
 
 
 def _demo_dataset(domain, count, image_size):
-    examples = [demo.draw_example(domain, 0, i, image_size) for i in range(count)]
+    examples = [demo_generator.draw_example(domain, 0, i, image_size) for i in range(count)]
     images = np.stack([image for image, _ in examples])
     labels = np.stack([label for _, label in examples])
     return tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})

@@ -34,7 +34,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from absl.testing import flagsaver  # noqa: E402
 
-from uada.analysis import tables  # noqa: E402
+from uada.runs import table_runs  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
@@ -184,7 +184,7 @@ def parse_train_flags(*argv):
     `--flagfile=experiments/...` is the repository's, whatever the current directory.
     """
     argv = [a.replace("--flagfile=experiments/", f"--flagfile={EXPERIMENTS}/") for a in argv]
-    return tables.parse_config(argv, experiments_dir=EXPERIMENTS)
+    return table_runs.parse_config(argv, experiments_dir=EXPERIMENTS)
 
 
 def _reset_process_state():

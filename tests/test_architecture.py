@@ -1,8 +1,11 @@
-"""The package's import graph: acyclic, and the command lines at its top.
+"""The package's import graph: acyclic, one direction between packages, the command lines on top.
 
 Every module of `uada` is parsed with `ast` (nothing is imported); an edge `a -> b` is any import
 of `uada` module `b` anywhere in `a`, at module level or inside a function. `from uada.x import y`
 is an edge to `uada.x.y` when that is a module, else to `uada.x`.
+
+Packages import in one direction (STYLE.md, rule 16): each package has a rank (`RANKS`), and every
+edge goes to a lower rank or stays inside its package.
 """
 
 import ast
@@ -24,6 +27,27 @@ COMMANDS = frozenset(
 # What only the command lines use: their one-line error reporting and their console (which
 # changes process-wide logging and environment, as library code never does).
 COMMAND_SIDE = COMMANDS | {"uada.command_errors", "uada.console"}
+
+# Package -> rank: an import goes down (to a lower rank) or sideways within its package. The
+# closed name sets and the config at the bottom; then layers, data -> models -> runs -> analysis;
+# the command lines and what only they use (their flags, error reporting, console) on top.
+RANKS = {
+    "uada.version": 0,
+    "uada.names": 0,
+    "uada.config": 1,
+    "uada.config_flags": 2,
+    "uada.layers": 3,
+    "uada.data": 3,
+    "uada.models": 4,
+    "uada.metrics": 4,
+    "uada.runs": 5,
+    "uada.analysis": 6,
+    "uada.flags": 7,
+    "uada.command_errors": 7,
+    "uada.console": 7,
+    **dict.fromkeys(COMMANDS, 8),
+    "uada": 9,  # the package's __init__: imports only `uada.version`
+}
 
 
 def _module_name(path):
@@ -110,6 +134,41 @@ def test_cycles_are_found_and_printed():
     for cycle in found:
         assert cycle[0] == cycle[-1]
         assert all(b in graph[a] for a, b in zip(cycle, cycle[1:], strict=False))
+
+
+def package_of(module):
+    """The package a module belongs to: `uada.<sub-package>` or the top-level module itself."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def wrong_direction(graph, ranks):
+    """The edges of `graph` (`{module: imported modules}`) between two packages that do not go to
+    a lower rank of `ranks` (`{package: rank}`), as `["a -> b", ...]`."""
+    return sorted(
+        f"{a} -> {b}"
+        for a, imported in graph.items()
+        for b in imported
+        if package_of(a) != package_of(b) and not ranks[package_of(b)] < ranks[package_of(a)]
+    )
+
+
+def test_every_package_has_a_rank():
+    assert {package_of(name) for name in MODULES} <= set(RANKS)
+
+
+def test_packages_import_in_one_direction():
+    wrong = wrong_direction(GRAPH, RANKS)
+    assert not wrong, "Imports against the direction of RANKS:\n" + "\n".join(wrong)
+
+
+def test_a_wrong_direction_is_found():
+    graph = {"uada.runs.a": {"uada.analysis.b", "uada.runs.c"}, "uada.analysis.b": {"uada.runs.a"}}
+    graph["uada.data.d"] = {"uada.layers.e"}  # same rank, two packages: neither goes down
+    assert wrong_direction(graph, RANKS) == [
+        "uada.data.d -> uada.layers.e",
+        "uada.runs.a -> uada.analysis.b",
+    ]
 
 
 def test_no_library_module_imports_a_command():

@@ -19,14 +19,19 @@ assert Config.from_json(config.to_json()) == config
 import dataclasses
 import json
 
-# The closed sets of names a field takes, each defined by the module that owns it.
-from uada.data.builders import CONFIG_NAMES as RESOLUTIONS  # evaluation reads that builder config
-from uada.data.demo import SHIFT_NAMES
-from uada.data.domains import DATASETS, EVAL_ONLY_DATASETS
-from uada.layers import NORMALIZATIONS
-from uada.models import BACKBONES, MODES, OUTPUT_STRIDES
-from uada.runs.distribute import STRATEGIES
-from uada.runs.precision import PRECISIONS
+# The closed sets of names a field takes (`uada.names` says which module implements each).
+from uada.names import (
+    BACKBONES,
+    DATASETS,
+    EVAL_ONLY_DATASETS,
+    MODES,
+    NORMALIZATIONS,
+    OUTPUT_STRIDES,
+    PRECISIONS,
+    RESOLUTIONS,
+    SHIFT_NAMES,
+    STRATEGIES,
+)
 
 __all__ = [
     "BACKBONES", "DATASETS", "EVAL_ONLY_DATASETS", "MODES", "NORMALIZATIONS", "OUTPUT_STRIDES",
@@ -58,7 +63,7 @@ class Config:
     are documented by its owner: modes by `uada.models.UADAModel`, normalizations by
     `uada.layers.get_normalization`, backbones by `uada.models.build_backbone`, datasets and the
     `data_dir` / `manual_dir` layout by `uada.data.domains`, strategies by `uada.runs.distribute`,
-    precisions by `uada.runs.precision`, demo shift factors by `uada.data.demo`.
+    precisions by `uada.runs.precision`, demo shift factors by `uada.data.demo_generator`.
 
     The fields come in five groups: the model; the data (`batch_size` images per domain per step:
     2 source + 2 target in the paper; the demo source gets train + val frames, split 3:1 by the
@@ -110,7 +115,7 @@ class Config:
     demo_shift: tuple[str, ...] = _field(
         ("full",),
         "Demo: comma-separated shift factors between the demo source and the other demo "
-        f"domains, groups or factors of {list(SHIFT_NAMES)} (uada.data.demo).",
+        f"domains, groups or factors of {list(SHIFT_NAMES)} (uada.data.demo_generator).",
     )
 
     # Optimization.

@@ -9,7 +9,7 @@ docs/FIDELITY.md, *Evaluation*).
 `--adapt_statistics=target` evaluates each domain with AdaBN (`uada.models.adabn`): normalization
 statistics recomputed on that domain's unlabelled training images; results in
 `eval_<resolution>_adabn.json`. `--checkpoints=all` evaluates every kept checkpoint and reports
-one chosen without target labels (`--select`; `uada.runs.eval_curve.evaluate_checkpoints`);
+one chosen without target labels (`--select`; `uada.analysis.eval_curve.evaluate_checkpoints`);
 `--checkpoints=last:K --average` reports the mean over the last K checkpoints, as the original
 did (`uada.runs.checkpoint_average`); otherwise one checkpoint is evaluated
 (`uada.runs.evaluation.evaluate`).
@@ -36,7 +36,8 @@ from absl import app
 
 from uada import command_errors
 from uada import flags as uada_flags
-from uada.runs import checkpoint_average, eval_curve, evaluation, write_errors
+from uada.analysis import eval_curve
+from uada.runs import checkpoint_average, evaluation, write_errors
 from uada.runs import workdir as workdir_lib
 
 

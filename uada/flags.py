@@ -4,9 +4,11 @@ Each command defines only the flags it takes:
 
 - `define_train_flags()`: `python -m uada.train` — one flag per `uada.config.Config` field,
   generated from the field (`define_config_flag`: same name, default, description; the closed set
-  of names of its metadata's `enum`, defined by the module that owns it; its bounds), plus
-  `--workdir`; cross-flag rules are validators, so a bad value or combination stops the command
-  before anything runs, with a message naming the flag(s) and echoing the value.
+  of names of its metadata's `enum` (`uada.names`); its bounds), plus `--workdir`; cross-flag
+  rules are validators, so a bad value or combination stops the command before anything runs,
+  with a message naming the flag(s) and echoing the value. `uada.config_flags` defines them beside
+  the `Config` (run planning turns experiment files into configs with them); this module lists
+  them, with `train_config` and `expand_flagfiles`, among every command's flags.
 - `define_evaluate_flags()`, `define_predict_flags()`, `define_export_flags()`: the commands
   that read the run's config from its workdir.
 - `define_retrieval_flags()`, `define_predict_grid_flags()`, `define_selection_flags()`,
@@ -26,182 +28,31 @@ command runs in: the repository root). `python -m uada.reproduce` reads them fro
 
 import dataclasses
 import os
-import typing
 
 from absl import flags
 
 from uada import config as config_lib
-from uada.analysis import selection
-from uada.data import demo
+from uada import config_flags
+from uada.analysis import checkpoint_selection, tables
+from uada.config_flags import expand_flagfiles, register_names_validator, train_config
 from uada.models.adabn import ADAPT_STATISTICS
-from uada.runs import checkpoint_average
+from uada.runs import checkpoint_average, paper_tables, table_runs
 from uada.runs import workdir as workdir_lib
 
+__all__ = [
+    "default_workdir", "define_demo_flags", "define_diagnostics_flags",
+    "define_evaluate_flags", "define_export_flags", "define_predict_flags",
+    "define_predict_grid_flags", "define_pretrain_flags", "define_reproduce_flags",
+    "define_retrieval_flags", "define_selection_flags", "define_train_flags", "expand_flagfiles",
+    "train_config",
+]  # fmt: skip
+
 _CONFIG_FIELDS = {field.name: field for field in dataclasses.fields(config_lib.Config)}
-_FIELD_DEFAULT = object()  # `define_config_flag`: the field's own default
-_DEMO_DATASETS = tuple(name for name in config_lib.DATASETS if name.startswith("demo_"))
 
 
 def define_train_flags(flag_values=flags.FLAGS):
-    """Defines the training flags and their validators on `flag_values`.
-
-    One flag per `Config` field, generated from the field (`define_config_flag`), plus
-    `--workdir`; the cross-flag rules are validators.
-    """
-    fv = flag_values
-    flags.DEFINE_string(
-        "workdir",
-        None,
-        "Directory of the run: checkpoints, logs, config, results. Default: workdirs/<name> for "
-        "--flagfile=.../<name>.flags.",
-        flag_values=fv,
-    )
-    for field in dataclasses.fields(config_lib.Config):
-        define_config_flag(field, flag_values=fv)
-    _register_train_validators(fv)
-
-
-def define_config_flag(field, *, name=None, default=_FIELD_DEFAULT, flag_values=flags.FLAGS):
-    """Defines the flag of the `Config` field `field` from its type, default and metadata.
-
-    | field | flag |
-    |---|---|
-    | metadata `enum` | `DEFINE_enum` over the names (numbers as text, e.g. `--output_stride`) |
-    | `str`, `bool` | `DEFINE_string`, `DEFINE_boolean` |
-    | `int`, `float` | `DEFINE_integer`, `DEFINE_float` with the metadata's bounds |
-    | `tuple[...]` | `DEFINE_list` (comma-separated) |
-
-    Args:
-        field: a `dataclasses.Field` of `Config`.
-        name: the flag's name; default: the field's.
-        default: the flag's default; default: the field's.
-        flag_values: where to define it.
-    """
-    options = dict(field.metadata)
-    help_text = options.pop("help")
-    enum = options.pop("enum", None)
-    name = name or field.name
-    default = field.default if default is _FIELD_DEFAULT else default
-    kwargs = {"flag_values": flag_values}
-    if enum is not None:
-        text = None if default is None else str(default)
-        flags.DEFINE_enum(name, text, [str(v) for v in enum], help_text, **kwargs)
-    elif field.type is bool:
-        flags.DEFINE_boolean(name, default, help_text, **kwargs)
-    elif field.type is str:
-        flags.DEFINE_string(name, default, help_text, **kwargs)
-    elif field.type in (int, float):
-        define = flags.DEFINE_integer if field.type is int else flags.DEFINE_float
-        define(name, default, help_text, **options, **kwargs)
-    else:  # tuple[element type, ...]
-        flags.DEFINE_list(name, [str(v) for v in default], help_text, **kwargs)
-
-
-def _register_train_validators(fv):
-    def valid_image_size(value):
-        try:
-            height, width = (int(v) for v in value)
-        except ValueError:
-            return False
-        return height > 0 and width > 0
-
-    flags.register_validator(
-        "image_size",
-        valid_image_size,
-        message="--image_size must be two positive integers 'height,width', e.g. 384,768.",
-        flag_values=fv,
-    )
-    flags.register_validator(
-        "unseen",
-        lambda value: all(name in config_lib.DATASETS for name in value),
-        message=f"--unseen must be a comma-separated list of {list(config_lib.DATASETS)}.",
-        flag_values=fv,
-    )
-
-    flags.register_validator(
-        "demo_shift",
-        lambda value: bool(value) and all(name in config_lib.SHIFT_NAMES for name in value),
-        message=f"--demo_shift must be a comma-separated list of {list(config_lib.SHIFT_NAMES)}.",
-        flag_values=fv,
-    )
-
-    def decay_epochs(value):
-        try:
-            epochs = [float(v) for v in value]
-        except ValueError:
-            return False
-        return all(e >= 0 for e in epochs) and all(
-            b > a for a, b in zip(epochs, epochs[1:], strict=False)
-        )
-
-    flags.register_validator(
-        "lr_decay_epochs",
-        decay_epochs,
-        message="--lr_decay_epochs must be non-negative, increasing numbers, e.g. 9,16.",
-        flag_values=fv,
-    )
-    flags.register_validator(
-        "weights",
-        lambda value: value in ("imagenet", "none") or os.path.exists(os.path.expanduser(value)),
-        message="--weights must be 'imagenet', 'none' or the path of an existing weights file.",
-        flag_values=fv,
-    )
-
-    def valid_gradient_clip(value):
-        try:
-            return value in ("auto", "none") or float(value) > 0
-        except ValueError:
-            return False
-
-    flags.register_validator(
-        "gradient_clip",
-        valid_gradient_clip,
-        message="--gradient_clip must be 'auto', 'none' or a positive number.",
-        flag_values=fv,
-    )
-
-    def rule(names, check, message):
-        flags.register_multi_flags_validator(
-            names, lambda values: check(**values), message=message, flag_values=fv
-        )
-
-    rule(
-        ["source", "target"],
-        lambda source, target: source != target,
-        "--source and --target must be different domains.",
-    )
-    rule(
-        ["source", "target"],
-        lambda source, target: not {source, target} & set(config_lib.EVAL_ONLY_DATASETS),
-        f"{list(config_lib.EVAL_ONLY_DATASETS)} have no training split: use them in --unseen only.",
-    )
-    rule(
-        ["source", "target", "unseen"],
-        lambda source, target, unseen: (
-            len({name in _DEMO_DATASETS for name in (source, target, *unseen)}) == 1
-        ),
-        f"The demo domains {list(_DEMO_DATASETS)} cannot be mixed with real datasets in "
-        "--source, --target and --unseen.",
-    )
-    rule(
-        ["backbone", "weights"],
-        lambda backbone, weights: backbone == "resnet50" or weights != "imagenet",
-        "--backbone=resnet_tiny has no ImageNet weights: use --weights=none or a weights file "
-        "of resnet_tiny (e.g. written by python -m uada.pretrain).",
-    )
-    rule(
-        ["image_size", "output_stride"],
-        lambda image_size, output_stride: (
-            not valid_image_size(image_size)
-            or all(int(s) % int(output_stride) == 0 for s in image_size)
-        ),
-        "--image_size must be divisible by --output_stride.",
-    )
-    rule(
-        ["train_steps", "epochs"],
-        lambda train_steps, epochs: train_steps > 0 or epochs > 0,
-        "One of --train_steps and --epochs must be positive.",
-    )
+    """Defines the flags of `python -m uada.train` (`uada.config_flags.define_train_flags`)."""
+    config_flags.define_train_flags(flag_values, module_name=__name__)
 
 
 def default_workdir(argv):
@@ -210,19 +61,6 @@ def default_workdir(argv):
     if not flagfiles:
         return None
     return os.path.join("workdirs", os.path.splitext(os.path.basename(flagfiles[-1]))[0])
-
-
-def train_config(flag_values=flags.FLAGS):
-    """Returns the frozen `Config` of parsed training flags (every `Config` field by name)."""
-    values = {}
-    for field in dataclasses.fields(config_lib.Config):
-        value = flag_values[field.name].value
-        if typing.get_origin(field.type) is tuple:  # a list of text: tuple[element type, ...]
-            value = tuple(typing.get_args(field.type)[0](v) for v in value)
-        elif "enum" in field.metadata:  # names as text: back to the field's type
-            value = field.type(value)
-        values[field.name] = value
-    return config_lib.Config(**values)
 
 
 def _define_workdir(fv):
@@ -258,8 +96,10 @@ def define_evaluate_flags(flag_values=flags.FLAGS):
         message=f"--domains must be a comma-separated list of {list(config_lib.DATASETS)}.",
         flag_values=fv,
     )
-    define_config_flag(_CONFIG_FIELDS["eval_resolution"], name="resolution", default=None,
-                       flag_values=fv)  # fmt: skip
+    config_flags.define_config_flag(
+        _CONFIG_FIELDS["eval_resolution"], name="resolution", default=None, flag_values=fv,
+        module_name=__name__,
+    )  # fmt: skip
     flags.DEFINE_integer(
         "max_images", None,
         "Images per domain, the split's first N files (sorted); default: the run's "
@@ -299,7 +139,7 @@ def define_evaluate_flags(flag_values=flags.FLAGS):
         flag_values=fv,
     )
     flags.DEFINE_enum(
-        "select", "last", selection.SELECTIONS,
+        "select", "last", checkpoint_selection.SELECTIONS,
         "With --checkpoints=all, the checkpoint to report, chosen without target labels: 'last', "
         "or the best by a signal: domain_accuracy (closest to 0.5; UADA runs only), "
         "target_entropy (lowest) or retrieval_alignment (highest).", flag_values=fv,
@@ -491,15 +331,11 @@ def define_demo_flags(flag_values=flags.FLAGS):
     flags.DEFINE_list(
         "shift",
         ["full"],
-        f"Shift factors between the source and the other domains, of {list(demo.SHIFT_NAMES)}.",
+        "Shift factors between the source and the other domains, of "
+        f"{list(config_lib.SHIFT_NAMES)}.",
         flag_values=fv,
     )
-    flags.register_validator(
-        "shift",
-        lambda value: bool(value) and all(name in demo.SHIFT_NAMES for name in value),
-        message=f"--shift must be a comma-separated list of {list(demo.SHIFT_NAMES)}.",
-        flag_values=fv,
-    )
+    register_names_validator("shift", config_lib.SHIFT_NAMES, fv, required=True)
 
 
 def define_pretrain_flags(flag_values=flags.FLAGS):
@@ -515,27 +351,26 @@ def define_pretrain_flags(flag_values=flags.FLAGS):
         message="--output must be a file name ending in .weights.h5.",
         flag_values=fv,
     )
-    from uada.runs import pretraining  # the default lives with `pretrain_resnet_tiny`
+    from uada.runs import backbone_pretraining  # the default lives with `pretrain_resnet_tiny`
 
     flags.DEFINE_integer(
-        "steps", pretraining.DEFAULT_STEPS, "Training steps.", lower_bound=1, flag_values=fv
+        "steps",
+        backbone_pretraining.DEFAULT_STEPS,
+        "Training steps.",
+        lower_bound=1,
+        flag_values=fv,
     )
     flags.DEFINE_integer("seed", 0, "Seed of the images and the initialization.", flag_values=fv)
 
 
-def define_reproduce_flags(tables, flag_values=flags.FLAGS):
-    """Defines the flags of `python -m uada.reproduce`.
-
-    Args:
-        tables: the `uada.analysis.tables` module, which owns the tables, the conventions and the
-            default experiments folder (passed in: it parses training flags with this module).
-        flag_values: the `FlagValues` to define them in.
-    """
+def define_reproduce_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.reproduce`."""
     fv = flag_values
     flags.DEFINE_list(
         "table",
         None,
-        f"The paper's tables, comma-separated, of {[str(t) for t in tables.TABLES]}, or 'all' "
+        f"The paper's tables, comma-separated, of {[str(t) for t in paper_tables.TABLES]}, or "
+        "'all' "
         "(with --demo: every table the demo has).",
         flag_values=fv,
     )
@@ -545,9 +380,9 @@ def define_reproduce_flags(tables, flag_values=flags.FLAGS):
         lambda value: (
             value is None
             or value == ["all"]
-            or (bool(value) and all(v in [str(t) for t in tables.TABLES] for v in value))
+            or (bool(value) and all(v in [str(t) for t in paper_tables.TABLES] for v in value))
         ),
-        message=f"--table must be 'all' or a comma-separated list of {list(tables.TABLES)}.",
+        message=f"--table must be 'all' or a comma-separated list of {list(paper_tables.TABLES)}.",
         flag_values=fv,
     )
     flags.DEFINE_list(
@@ -571,7 +406,7 @@ def define_reproduce_flags(tables, flag_values=flags.FLAGS):
     flags.DEFINE_string("workdir_root", "workdirs", "Folder of the runs' workdirs.", flag_values=fv)
     flags.DEFINE_string(
         "experiments_dir",
-        tables.EXPERIMENTS_DIR,
+        table_runs.EXPERIMENTS_DIR,
         "Folder of the experiment files (<name>.flags, base.flags, demo.flags); relative "
         "--flagfile= lines inside them are resolved against its parent folder.",
         flag_values=fv,
@@ -601,44 +436,3 @@ def define_reproduce_flags(tables, flag_values=flags.FLAGS):
         "Markdown file (one --table only); default WORKDIR_ROOT/[demo_tables/]table<N>.md.",
         flag_values=fv,
     )
-
-
-def expand_flagfiles(argv, root):
-    """`argv` with each `--flagfile=PATH` replaced by the flag lines of PATH, recursively.
-
-    What absl does with `--flagfile` (blank lines and `#` or `//` comment lines skipped, the other
-    lines stripped), except where a relative path is resolved: a `--flagfile=` argument of `argv`
-    against the current directory, a `--flagfile=` line inside a flagfile against `root` (for the
-    experiment files: the folder that holds `experiments/`), so the files can be read from any
-    directory without changing the process's directory.
-
-    Raises:
-        flags.CantOpenFlagFileError: a flagfile cannot be read, or includes itself; the message
-            names it.
-    """
-    return _expand(argv, root, stack=())
-
-
-def _expand(lines, root, *, stack, base=None):
-    expanded = []
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith(("#", "//")):
-            continue
-        if not line.startswith(("--flagfile=", "-flagfile=")):
-            expanded.append(line)
-            continue
-        path = os.path.expanduser(line.split("=", 1)[1])
-        if base is not None and not os.path.isabs(path):
-            path = os.path.join(base, path)
-        if path in stack:
-            raise flags.CantOpenFlagFileError(f"Flagfile {path} includes itself: {stack}")
-        try:
-            with open(path) as f:
-                text = f.read()
-        except OSError as error:
-            raise flags.CantOpenFlagFileError(
-                f"Unable to open flagfile {path}: {error}. Received: {line}"
-            ) from error
-        expanded += _expand(text.splitlines(), root, stack=(*stack, path), base=root)
-    return expanded

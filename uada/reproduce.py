@@ -4,7 +4,7 @@
         [--workdir_root=workdirs] [--set=train_steps=1000 --set=data_dir=DIR ...] \
         [--convention=official|original] [--output=table.md] [--experiments_dir=experiments]
 
-Each table (`uada.analysis.tables.TABLES`) lists its cells: the experiment file
+Each table (`uada.runs.paper_tables.TABLES`) lists its cells: the experiment file
 (`experiments/<name>.flags`) whose run fills the cell, the domain the cell is tested on, and the
 paper's number. For each distinct configuration among the cells, one run:
 
@@ -57,6 +57,7 @@ from absl import app, flags
 from uada import command_errors
 from uada import flags as uada_flags
 from uada.analysis import tables
+from uada.runs import paper_tables
 
 
 def main(argv):
@@ -64,7 +65,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     fv = flags.FLAGS
     if fv.table == ["all"]:
-        numbers = [n for n, spec in tables.TABLES.items() if spec.demo or not fv.demo]
+        numbers = [n for n, spec in paper_tables.TABLES.items() if spec.demo or not fv.demo]
     else:
         numbers = [int(n) for n in fv.table]
     if fv.output and len(numbers) > 1:
@@ -90,7 +91,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    uada_flags.define_reproduce_flags(tables)
+    uada_flags.define_reproduce_flags()
     flags.adopt_module_key_flags(uada_flags)  # --help lists them
     # One line (a few for a missing dataset), exit status 1 or 128 + signal.
     with command_errors.reported(*command_errors.TRAINING_ERRORS, *command_errors.DATA_ERRORS):

@@ -4,11 +4,11 @@
         [--domain_source=demo_source] [--domain_target=demo_target] [--num_vectors=5000] \
         [--positions_per_image=10] [--seed=0] [--max_k=49]
 
-`uada.analysis.retrieval.retrieval` does the work: for each run, the model of the workdir's latest
-checkpoint computes `Z = R(X)` in inference mode on the validation splits of the source and target
-domains (default: each run's own); `--positions_per_image` random positions are drawn per image,
-up to `--num_vectors` per domain, and it counts for `k = 1..max_k` the source vectors among
-each target vector's `k` nearest neighbours. Perfect alignment is `y = k / 2`.
+`uada.analysis.retrieval_curve.retrieval` does the work: for each run, the model of the workdir's
+latest checkpoint computes `Z = R(X)` in inference mode on the validation splits of the source and
+target domains (default: each run's own); `--positions_per_image` random positions are drawn per
+image, up to `--num_vectors` per domain, and it counts for `k = 1..max_k` the source vectors
+among each target vector's `k` nearest neighbours. Perfect alignment is `y = k / 2`.
 
 Writes into `--output`:
 - `retrieval.png`, `retrieval.pdf`: every run's curve and the perfect-alignment line;
@@ -28,14 +28,14 @@ from absl import app, flags
 
 from uada import command_errors
 from uada import flags as uada_flags
-from uada.analysis import retrieval as retrieval_lib
+from uada.analysis import retrieval_curve
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     fv = flags.FLAGS
-    curves, accuracy = retrieval_lib.retrieval(
+    curves, accuracy = retrieval_curve.retrieval(
         fv.workdirs,
         fv.output,
         names=fv.names,
@@ -55,7 +55,7 @@ def main(argv):
         print(f"| {name} | " + " | ".join(f"{curve[v - 1]:.2f}" for v in k) + " |")
     if accuracy:
         print("\nDomain classifier accuracy per class (%)\n")
-        print(retrieval_lib.accuracy_table(accuracy))
+        print(retrieval_curve.accuracy_table(accuracy))
     print(f"\nWritten to {fv.output}: retrieval.png, retrieval.pdf, retrieval.csv, "
           "domain_accuracy.json")  # fmt: skip
 

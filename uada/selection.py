@@ -5,7 +5,7 @@
 
 Reads each run's evaluation curve (written by `python -m uada.evaluate --workdir=DIR
 --checkpoints=all`, from a run trained with `--keep_checkpoints=0`) and prints, per run and
-signal (`uada.analysis.selection.workdirs_report`): Spearman's rank correlation over the
+signal (`uada.analysis.checkpoint_selection.workdirs_report`): Spearman's rank correlation over the
 checkpoints between the signal's score (oriented so that higher is better) and the mIoU on the
 run's target domain, and the target mIoU of the last checkpoint against that of the checkpoint the
 signal selects; a last row per signal averages the gain over the runs. The target labels are used
@@ -21,7 +21,7 @@ if __name__ == "__main__":
 from absl import app, flags
 
 from uada import flags as uada_flags
-from uada.analysis import selection
+from uada.analysis import checkpoint_selection
 
 
 def main(argv):
@@ -29,7 +29,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     fv = flags.FLAGS
     try:
-        text = selection.workdirs_report(fv.workdirs, names=fv.names, curve=fv.curve)
+        text = checkpoint_selection.workdirs_report(fv.workdirs, names=fv.names, curve=fv.curve)
     except (FileNotFoundError, ValueError) as error:
         raise app.UsageError(str(error)) from error
     print(

@@ -13,14 +13,15 @@ from absl import flags
 from conftest import EXPERIMENTS, run_main
 from PIL import Image
 
-from uada.analysis import prediction_grid, retrieval, tables
+from uada.analysis import prediction_grid, retrieval_curve, tables
+from uada.runs import paper_tables, table_runs
 
 # ------------------------------------------------------------------------------------------------
 # uada.retrieval
 
 
 def test_retrieval_writes_curves_csv_and_domain_accuracy(smoke_run, tmp_path):
-    curves, accuracy = retrieval.retrieval(
+    curves, accuracy = retrieval_curve.retrieval(
         [smoke_run.workdir, smoke_run.workdir],
         str(tmp_path),
         names=["first", "second"],
@@ -49,7 +50,7 @@ def test_retrieval_writes_curves_csv_and_domain_accuracy(smoke_run, tmp_path):
 
 def test_retrieval_names_must_match_workdirs(smoke_run, tmp_path):
     with pytest.raises(ValueError, match=r"one name per workdir \(1\)"):
-        retrieval.retrieval([smoke_run.workdir], str(tmp_path), names=["a", "b"])
+        retrieval_curve.retrieval([smoke_run.workdir], str(tmp_path), names=["a", "b"])
 
 
 def test_retrieval_command(smoke_run, tmp_path):
@@ -101,7 +102,7 @@ def _fake_results(**miou):
 
 
 def test_render_places_paper_and_measured_numbers():
-    config = tables.parse_config(tables.experiment_argv("gta2cs"))
+    config = table_runs.parse_config(table_runs.experiment_argv("gta2cs"))
     measured = {
         "gta2cs": (
             config,
@@ -119,12 +120,12 @@ def test_render_places_paper_and_measured_numbers():
 
 
 def test_plan_shares_runs_and_maps_demo_experiments():
-    runs = tables.plan(2, demo=True, workdir_root="w", overrides=("train_steps=10",))
+    runs = table_runs.plan(2, demo=True, workdir_root="w", overrides=("train_steps=10",))
     assert len(runs) == 11 and len(set(map(id, runs.values()))) == 11
-    oracle = runs[tables.ORACLE].config  # the bound: trained on the demo target's labels
+    oracle = runs[paper_tables.ORACLE].config  # the bound: trained on the demo target's labels
     assert (oracle.mode, oracle.source, oracle.target) == (
         "source_only", "demo_target", "demo_source")  # fmt: skip
-    assert runs[tables.ORACLE].workdirs[0] == "w/demo_tables/oracle_dan"
+    assert runs[paper_tables.ORACLE].workdirs[0] == "w/demo_tables/oracle_dan"
     run = runs["table2_split_batch_uada"]
     assert (run.config.source, run.config.target, run.config.unseen) == (
         "demo_source", "demo_target", ("demo_unseen",))  # fmt: skip
@@ -135,29 +136,29 @@ def test_plan_shares_runs_and_maps_demo_experiments():
         and run.workdirs[0] == "w/demo_tables/uada_split_batch_lambda0.01"
     )
     # Table 3 without --demo: lambda 1e-2 is the run of Table 4 and Table 2 as well.
-    runs = tables.plan(3, workdir_root="w")
+    runs = table_runs.plan(3, workdir_root="w")
     shared = runs["table3_gta5_cityscapes_lambda_1e-2"]
     assert {"w/gta2cs", "w/table2_dan_uada"} <= set(shared.workdirs)
     assert runs["table3_cityscapes_mapillary_lambda_1e-3"].config.lambda_conf == 0.001
     # --demo has no Cityscapes -> Mapillary column (Table 3) and no Table 6.
-    assert not any("mapillary" in name for name in tables.plan(3, demo=True))
+    assert not any("mapillary" in name for name in table_runs.plan(3, demo=True))
     with pytest.raises(ValueError, match="Table 6 .* has no demo analogue"):
-        tables.plan(6, demo=True)
+        table_runs.plan(6, demo=True)
     with pytest.raises(ValueError, match="table=5"):
-        tables.plan(5)
+        table_runs.plan(5)
     with pytest.raises(flags.IllegalFlagValueError, match="train_steps=-1"):
-        tables.plan(1, overrides=("train_steps=-1",))
+        table_runs.plan(1, overrides=("train_steps=-1",))
 
 
 def test_seeds_shift_and_weights_get_their_own_workdirs(tmp_path):
     weights = tmp_path / "tiny.weights.h5"
     weights.write_bytes(b"")  # the flag checks that the file exists; nothing is loaded here
     overrides = ("train_steps=10", "demo_shift=appearance", f"weights={weights}")
-    runs = tables.plan(4, demo=True, workdir_root="w", overrides=overrides, seed=2)
+    runs = table_runs.plan(4, demo=True, workdir_root="w", overrides=overrides, seed=2)
     run = runs["gta2cs"]
     assert run.config.seed == 2 and run.config.demo_shift == ("appearance",)
     assert run.workdirs == ["w/demo_tables/seed2/uada_dan_lambda0.01_shift-appearance_weights-tiny"]
-    assert tables.plan(4, workdir_root="w", seed=1)["gta2cs"].workdirs[0] == "w/seed1/gta2cs"
+    assert table_runs.plan(4, workdir_root="w", seed=1)["gta2cs"].workdirs[0] == "w/seed1/gta2cs"
     result = run_main("uada.reproduce", "--table=1,4", "--demo", "--dry_run", "--seeds=0,1",
                          "--workdir_root=nowhere")  # fmt: skip
     for seed in (0, 1):
@@ -184,9 +185,9 @@ def test_paired_difference_against_hand_computed_values():
 
 
 def test_render_with_seeds_shows_mean_std_runs_and_paired_differences():
-    so = tables.parse_config(tables.experiment_argv("gta2cs_source_only", demo=True))
-    uada = tables.parse_config(tables.experiment_argv("gta2cs", demo=True))
-    oracle = tables.parse_config(tables.experiment_argv(tables.ORACLE, demo=True))
+    so = table_runs.parse_config(table_runs.experiment_argv("gta2cs_source_only", demo=True))
+    uada = table_runs.parse_config(table_runs.experiment_argv("gta2cs", demo=True))
+    oracle = table_runs.parse_config(table_runs.experiment_argv(paper_tables.ORACLE, demo=True))
 
     def per_seed(config, values):
         return {seed: (config, _fake_results(demo_target=v)) for seed, v in enumerate(values)}
@@ -194,7 +195,7 @@ def test_render_with_seeds_shows_mean_std_runs_and_paired_differences():
     measured = {
         "gta2cs_source_only": per_seed(so, [0.29, 0.30, 0.31]),
         "gta2cs": per_seed(uada, [0.30, 0.33, 0.36]),
-        tables.ORACLE: {
+        paper_tables.ORACLE: {
             seed: (oracle, {"demo_target": {"miou": v, "miou_19": v}, "demo_source": None})
             for seed, v in enumerate([0.5, 0.6, 0.7])
         },
@@ -233,13 +234,13 @@ def test_dry_run_from_another_directory_reads_experiments_dir(tmp_path):
                        check=False)  # fmt: skip
     assert missing.returncode != 0 and "--experiments_dir" in missing.stderr
     cwd = os.getcwd()
-    runs = tables.plan(4, workdir_root="w", experiments_dir=str(EXPERIMENTS))
+    runs = table_runs.plan(4, workdir_root="w", experiments_dir=str(EXPERIMENTS))
     assert os.getcwd() == cwd and runs["gta2cs"].config.lambda_conf == 0.01
 
 
 def _smoke_overrides(config):
     """`--set` items that turn the demo settings into the smoke run's."""
-    demo = tables.parse_config(tables.experiment_argv("gta2cs", demo=True))
+    demo = table_runs.parse_config(table_runs.experiment_argv("gta2cs", demo=True))
     items = []
     for name, value in config.to_dict().items():
         if value != demo.to_dict()[name]:
@@ -258,7 +259,7 @@ def test_reproduce_reuses_a_finished_run_and_trains_the_rest(smoke_run, tmp_path
     shutil.copytree(smoke_run.workdir, reused)
     # Written before results were named by what they measured: still found.
     (reused / "eval_32x64.json").rename(reused / "eval_384x768.json")
-    plan = tables.describe(tables.plan(4, demo=True, workdir_root=str(root),
+    plan = table_runs.describe(table_runs.plan(4, demo=True, workdir_root=str(root),
                                              overrides=overrides))  # fmt: skip
     assert plan[0].startswith("train ") and plan[1].startswith("reuse ")
     text = tables.reproduce(4, demo=True, workdir_root=str(root), overrides=overrides)
@@ -281,15 +282,15 @@ def test_reproduce_reuses_a_finished_run_and_trains_the_rest(smoke_run, tmp_path
     assert (root / "demo_tables" / "oracle_dan" / "eval_32x64.json").is_file()
     assert "- UADA - source only (Cityscapes): " in text
     assert (root / "demo_tables" / "table4.md").read_text().startswith(text)
-    plan = tables.describe(tables.plan(4, demo=True, workdir_root=str(root),
+    plan = table_runs.describe(table_runs.plan(4, demo=True, workdir_root=str(root),
                                              overrides=overrides))  # fmt: skip
     assert all(line.startswith("reuse ") for line in plan)
 
 
 def test_table2_has_an_adabn_row_from_the_source_only_dan_run():
-    runs = tables.plan(2, demo=True, workdir_root="w")
+    runs = table_runs.plan(2, demo=True, workdir_root="w")
     assert runs["table2_dan_source_only"].adabn and not runs["table2_dan_uada"].adabn
-    assert "--adapt_statistics=target" in "\n".join(tables.describe(runs))
+    assert "--adapt_statistics=target" in "\n".join(table_runs.describe(runs))
     config = runs["table2_dan_source_only"].config
     measured = {
         "table2_dan_source_only": (config, _fake_results(demo_target=0.30)),
@@ -305,8 +306,8 @@ def test_table2_has_an_adabn_row_from_the_source_only_dan_run():
 def test_run_all_adds_the_adabn_evaluation_of_a_finished_run(smoke_run, tmp_path):
     workdir = str(tmp_path / "run")
     shutil.copytree(smoke_run.workdir, workdir)
-    run = tables.Run(smoke_run.config, [], [workdir], ["smoke"], adabn=True)
-    measured = tables.run_all({"smoke": run})
+    run = table_runs.Run(smoke_run.config, [], [workdir], ["smoke"], adabn=True)
+    measured = table_runs.run_all({"smoke": run})
     config, adapted = measured["smoke+adabn"]
     assert measured["smoke"][1] == smoke_run.results  # the final evaluation, reused
     assert list(adapted) == ["demo_target"] and adapted["demo_target"]["statistics"] == "train"

@@ -12,9 +12,8 @@ import tensorflow as tf
 from conftest import checkpoint_values, run_command
 from PIL import Image
 
-from uada.analysis import prediction_grid
-from uada.analysis import retrieval as retrieval_lib
-from uada.runs import eval_curve, evaluation, inference, trainer
+from uada.analysis import eval_curve, prediction_grid, retrieval_curve
+from uada.runs import evaluation, inference, trainer
 from uada.runs import workdir as workdir_lib
 
 DAMAGES = ("truncated_data", "missing_index", "flipped_weight", "flipped_slot")
@@ -199,7 +198,7 @@ def test_every_user_of_a_checkpoint_names_the_damaged_one_and_writes_nothing(
     uses = {
         "predict": lambda: inference.predict(config, workdir, [image], output, verbose=0),
         "export": lambda: inference.export(config, workdir, output),
-        "retrieval": lambda: retrieval_lib.retrieval([workdir], output, num_vectors=10),
+        "retrieval": lambda: retrieval_curve.retrieval([workdir], output, num_vectors=10),
         "predict_grid": lambda: prediction_grid.predict_grid(
             workdir, workdir, "demo_target", [0], os.path.join(output, "grid.png")
         ),

@@ -1,4 +1,4 @@
-"""Every checkpoint evaluated (`uada.runs.eval_curve`), label-free selection, and AdaBN at test
+"""Every checkpoint evaluated (`uada.analysis.eval_curve`), label-free selection, and AdaBN at test
 time."""
 
 import csv
@@ -12,10 +12,10 @@ from absl import flags
 from conftest import parse_train_flags, run_main
 
 from uada import flags as uada_flags
-from uada.analysis import selection
+from uada.analysis import checkpoint_selection, eval_curve
 from uada.data import domains, pipeline
 from uada.models import adabn
-from uada.runs import eval_curve, evaluation, trainer
+from uada.runs import evaluation, trainer
 from uada.runs import workdir as workdir_lib
 
 
@@ -73,7 +73,7 @@ def test_curve_of_every_checkpoint_reuses_finished_evaluations(every_checkpoint_
     )
     with open(os.path.join(workdir, "eval_curve.csv")) as f:
         written = list(csv.DictReader(f))
-    assert list(written[0]) == list(selection.CURVE_COLUMNS)
+    assert list(written[0]) == list(checkpoint_selection.CURVE_COLUMNS)
     assert [int(r["step"]) for r in written] == [1, 2, 3, 4]
     assert os.path.getsize(os.path.join(workdir, "eval_curve.png")) > 1000
     # The selected checkpoint has the lowest target entropy, and its reported numbers are those
@@ -187,10 +187,10 @@ def test_selection_report_of_a_run(every_checkpoint_run, tmp_path):
     rows, _, _ = eval_curve.evaluate_checkpoints(
         config, workdir, ["demo_target"], print_table=False
     )
-    text = selection.workdirs_report([workdir], names=["smoke"])
+    text = checkpoint_selection.workdirs_report([workdir], names=["smoke"])
     miou = {row["step"]: 100 * row["miou"] for row in rows}
-    for signal in selection.SIGNALS:
+    for signal in checkpoint_selection.SIGNALS:
         assert f"| smoke | {signal} | 4 | " in text
     assert f"| {miou[4]:.1f} (4) |" in text  # the last checkpoint's target mIoU
     with pytest.raises(FileNotFoundError, match="--checkpoints=all"):
-        selection.workdirs_report([str(tmp_path)])
+        checkpoint_selection.workdirs_report([str(tmp_path)])

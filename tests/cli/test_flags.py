@@ -9,7 +9,7 @@ from conftest import EXPERIMENTS, parse_train_flags, run_main
 
 from uada import config as config_lib
 from uada import flags as uada_flags
-from uada.analysis import tables
+from uada.runs import paper_tables
 
 EXPERIMENT_FILES = sorted(EXPERIMENTS.glob("*.flags"))
 
@@ -18,6 +18,19 @@ def test_the_paper_experiments_are_all_there():
     names = {path.stem for path in EXPERIMENT_FILES}
     assert {"base", "demo", "smoke"} <= names
     assert len(names) >= 3 + 2 + 3 + 10 + 2 + 5
+
+
+def _expected_result(experiment):
+    """The "Expected result" an experiment file's header must have: where its paper numbers are
+    in `TABLES` (the table and row, and the column where the row's cells are different runs)."""
+    places = []
+    for number, label, column, _ in paper_tables.cells_of(experiment):
+        row_cells = dict(paper_tables.TABLES[number].rows)[label]
+        same_run = all(cell is not None and cell.experiment == experiment for cell in row_cells)
+        place = f"Table {number}, row '{label}'" + ("" if same_run else f", column '{column}'")
+        if place not in places:
+            places.append(place)
+    return f"the paper's {'; '.join(places)} (% mIoU: `TABLES` in uada/runs/paper_tables.py)"
 
 
 @pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda path: path.stem)
@@ -30,10 +43,10 @@ def test_experiment_file_parses(path):
     if path.stem != "base":
         assert "python -m uada.train --flagfile=experiments/" in header
         assert "# Expected result" in header
-    if tables.cells_of(path.stem):
+    if paper_tables.cells_of(path.stem):
         # The paper's numbers live in TABLES only: the header names the table and row.
-        assert f"# Expected result: {tables.expected_result(path.stem)}." in lines
-        paper = {f"{cell.paper:.1f}" for *_, cell in tables.cells_of(path.stem)}
+        assert f"# Expected result: {_expected_result(path.stem)}." in lines
+        paper = {f"{cell.paper:.1f}" for *_, cell in paper_tables.cells_of(path.stem)}
         assert not [number for number in paper if number in header], path.stem
         # The body starts by including base.flags, directly or through the files it includes.
         chain = [path.stem]
@@ -121,9 +134,8 @@ def test_commands_exit_nonzero_naming_the_flag_or_file(tmp_path):
 
 
 def test_flags_are_generated_from_the_config_fields():
-    from uada import layers, models
-    from uada.data import domains
-    from uada.runs import distribute, precision
+    from uada import names
+    from uada.data import builders, demo_generator, domains
 
     flag_values = flags.FlagValues()
     uada_flags.define_train_flags(flag_values)
@@ -131,18 +143,23 @@ def test_flags_are_generated_from_the_config_fields():
         flag = flag_values[field.name]
         assert flag.help.endswith(config_lib.Config.help(field.name))  # after any "<a|b>: "
     assert uada_flags.train_config(flag_values) == config_lib.Config()  # the fields' defaults
-    # Each closed set is its owner's, in the owner's order.
+    # Each closed set is the one of `uada.names`, in its order.
     for name, owner in [
-        ("mode", models.MODES),
-        ("norm", layers.NORMALIZATIONS),
-        ("backbone", models.BACKBONES),
-        ("output_stride", models.OUTPUT_STRIDES),
-        ("strategy", distribute.STRATEGIES),
-        ("mixed_precision", precision.PRECISIONS),
-        ("source", domains.DATASETS),
-        ("target", domains.DATASETS),
+        ("mode", names.MODES),
+        ("norm", names.NORMALIZATIONS),
+        ("backbone", names.BACKBONES),
+        ("output_stride", names.OUTPUT_STRIDES),
+        ("strategy", names.STRATEGIES),
+        ("mixed_precision", names.PRECISIONS),
+        ("source", names.DATASETS),
+        ("target", names.DATASETS),
+        ("eval_resolution", names.RESOLUTIONS),
     ]:
         assert flag_values[name].parser.enum_values == [str(v) for v in owner], name
+    # The tables that implement a set keyed by its names hold exactly its names.
+    assert tuple(domains._DOMAINS) == names.DATASETS
+    assert tuple(config.name for config in builders.common.CONFIGS) == names.RESOLUTIONS
+    assert (*demo_generator.SHIFT_GROUPS, *demo_generator.FACTORS) == names.SHIFT_NAMES
 
 
 def test_dan_target_epsilon_flag_reaches_every_dan_layer_of_r():

@@ -1,5 +1,5 @@
-"""`uada.runs.pretraining.pretrain_resnet_tiny` and `python -m uada.pretrain`: the file they write
-is the resnet_tiny weights `--weights=FILE` loads."""
+"""`uada.runs.backbone_pretraining.pretrain_resnet_tiny` and `python -m uada.pretrain`: the file
+they write is the resnet_tiny weights `--weights=FILE` loads."""
 
 import os
 
@@ -9,7 +9,7 @@ import pytest
 from conftest import run_main
 
 from uada.models import build_backbone
-from uada.runs import pretraining
+from uada.runs import backbone_pretraining
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def pretrained(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(keras.Model, "save_weights", save_weights)
-        accuracy = pretraining.pretrain_resnet_tiny(
+        accuracy = backbone_pretraining.pretrain_resnet_tiny(
             path, steps=3, batch_size=4, image_size=(32, 32), held_out_images=8, verbose=0
         )
     assert 0 <= accuracy <= 1
@@ -58,7 +58,7 @@ def test_pretrained_weights_load_into_the_backbone(pretrained):
 
 def test_output_must_be_a_weights_file(tmp_path):
     with pytest.raises(ValueError, match="output='tiny.h5'"):
-        pretraining.pretrain_resnet_tiny("tiny.h5", steps=1)
+        backbone_pretraining.pretrain_resnet_tiny("tiny.h5", steps=1)
 
 
 def test_unwritable_output_is_named(tmp_path):
@@ -66,7 +66,7 @@ def test_unwritable_output_is_named(tmp_path):
     blocker.write_text("")
     path = blocker / "tiny.weights.h5"  # a path component is a file
     with pytest.raises(OSError, match="tiny.weights.h5"):
-        pretraining.pretrain_resnet_tiny(
+        backbone_pretraining.pretrain_resnet_tiny(
             path, steps=1, batch_size=2, image_size=(16, 16), held_out_images=2, verbose=0
         )
 

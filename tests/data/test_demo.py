@@ -7,8 +7,8 @@ import pytest
 from conftest import run_main
 from PIL import Image
 
-from uada.data import demo
-from uada.data.labels import IGNORE_LABEL, NUM_CLASSES, lookup_table
+from uada.data import demo_generator
+from uada.data.labels import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, lookup_table
 
 _SMALL = dict(
     image_size=(32, 64),
@@ -30,9 +30,9 @@ def _digest(root):
 
 
 def test_generate_is_deterministic_in_the_seed(tmp_path):
-    demo.generate(tmp_path / "a", seed=3, **_SMALL)
-    demo.generate(tmp_path / "b", seed=3, **_SMALL)
-    demo.generate(tmp_path / "c", seed=4, **_SMALL)
+    demo_generator.generate(tmp_path / "a", seed=3, **_SMALL)
+    demo_generator.generate(tmp_path / "b", seed=3, **_SMALL)
+    demo_generator.generate(tmp_path / "c", seed=4, **_SMALL)
     a, b, c = (_digest(tmp_path / name) for name in "abc")
     assert a == b
     assert a.keys() == c.keys()
@@ -41,7 +41,7 @@ def test_generate_is_deterministic_in_the_seed(tmp_path):
 
 
 def test_layouts_and_label_files(tmp_path):
-    paths = demo.generate(tmp_path, seed=0, **_SMALL)
+    paths = demo_generator.generate(tmp_path, seed=0, **_SMALL)
     source = paths["source"]
     assert sorted(p.name for p in (source / "images").iterdir()) == [
         "00001.png",
@@ -57,13 +57,16 @@ def test_layouts_and_label_files(tmp_path):
         ids = np.array(label)  # palette indices = Cityscapes label ids
         assert set(np.unique(ids).tolist()) <= raw_ids | {0}
         # Mapping the ids back gives exactly the train ids that were drawn.
-        expected_image, expected_label = demo.draw_example("source", 0, index, (32, 64))
+        expected_image, expected_label = demo_generator.draw_example("source", 0, index, (32, 64))
         np.testing.assert_array_equal(lookup_table("gta5")[ids], expected_label)
         np.testing.assert_array_equal(np.array(image), expected_image)
         # The palette colours road (label id 7) with its Cityscapes colour.
         assert label.getpalette()[7 * 3 : 7 * 3 + 3] == [128, 64, 128]
 
-    for domain, cities in (("target", demo.TARGET_CITIES), ("unseen", demo.UNSEEN_CITIES)):
+    for domain, cities in (
+        ("target", demo_generator.TARGET_CITIES),
+        ("unseen", demo_generator.UNSEEN_CITIES),
+    ):
         for split, count in (("train", 2 if domain == "target" else 1), ("val", 2)):
             images = sorted((paths[domain] / "leftImg8bit" / split).rglob("*_leftImg8bit.png"))
             labels = sorted((paths[domain] / "gtFine" / split).rglob("*_gtFine_labelIds.png"))
@@ -79,12 +82,14 @@ def test_layouts_and_label_files(tmp_path):
 
 
 def _statistics(domain, count=12):
-    images = np.stack([demo.draw_example(domain, 0, i)[0] for i in range(count)]).astype(np.float64)
+    images = np.stack([demo_generator.draw_example(domain, 0, i)[0] for i in range(count)]).astype(
+        np.float64
+    )
     return images.mean(axis=(0, 1, 2)), images.std(axis=(0, 1, 2))
 
 
 def test_domains_differ_measurably():
-    stats = {domain: _statistics(domain) for domain in demo.DOMAINS}
+    stats = {domain: _statistics(domain) for domain in demo_generator.DOMAINS}
     for first, second in (("source", "target"), ("source", "unseen"), ("target", "unseen")):
         mean_gap = np.abs(stats[first][0] - stats[second][0]).max()
         std_gap = np.abs(stats[first][1] - stats[second][1]).max()
@@ -97,15 +102,17 @@ def test_domains_differ_measurably():
 
 def test_source_is_flat_and_target_is_textured():
     def roughness(domain):
-        images = np.stack([demo.draw_example(domain, 0, i)[0] for i in range(6)]).astype(float)
+        images = np.stack([demo_generator.draw_example(domain, 0, i)[0] for i in range(6)]).astype(
+            float
+        )
         return np.abs(np.diff(images, axis=2)).mean()
 
     assert roughness("target") > 1.3 * roughness("source")
 
 
 def test_labels_contain_many_classes():
-    for domain in demo.DOMAINS:
-        labels = [demo.draw_example(domain, 0, i)[1] for i in range(16)]
+    for domain in demo_generator.DOMAINS:
+        labels = [demo_generator.draw_example(domain, 0, i)[1] for i in range(16)]
         present = set(np.concatenate([np.unique(label) for label in labels]).tolist())
         assert len(present - {IGNORE_LABEL}) >= 15, (domain, present)
         assert present <= set(range(NUM_CLASSES)) | {IGNORE_LABEL}
@@ -114,17 +121,17 @@ def test_labels_contain_many_classes():
 
 
 def test_only_the_target_has_an_ignored_ego_vehicle():
-    assert np.any(demo.draw_example("target", 0, 0)[1] == IGNORE_LABEL)
-    assert not np.any(demo.draw_example("source", 0, 0)[1] == IGNORE_LABEL)
+    assert np.any(demo_generator.draw_example("target", 0, 0)[1] == IGNORE_LABEL)
+    assert not np.any(demo_generator.draw_example("source", 0, 0)[1] == IGNORE_LABEL)
 
 
 def test_bad_arguments_raise_naming_them(tmp_path):
     with pytest.raises(ValueError, match="domain='real'"):
-        demo.domain_style("real")
+        demo_generator.domain_style("real")
     with pytest.raises(ValueError, match="num_source=-1"):
-        demo.generate(tmp_path, num_source=-1)
+        demo_generator.generate(tmp_path, num_source=-1)
     with pytest.raises(ValueError, match="image_size"):
-        demo.draw_example("source", 0, 0, image_size=(8, 8))
+        demo_generator.draw_example("source", 0, 0, image_size=(8, 8))
 
 
 def test_command_line(tmp_path):
@@ -140,31 +147,31 @@ def test_command_line(tmp_path):
 
 
 def test_shift_factors_and_groups():
-    assert demo.shift_factors(("full",)) == tuple(demo.FACTORS)
-    assert demo.shift_factors("appearance") == demo.APPEARANCE_FACTORS
-    assert demo.shift_factors(("camera", "color")) == ("color", "camera")  # FACTORS order
-    assert demo.shift_factors(("layout", "blur")) == ("blur", "camera", "objects")
-    assert demo.shift_name(("texture", "color", "blur", "noise", "haze", "exposure")) == (
+    assert demo_generator.shift_factors(("full",)) == tuple(demo_generator.FACTORS)
+    assert demo_generator.shift_factors("appearance") == demo_generator.APPEARANCE_FACTORS
+    assert demo_generator.shift_factors(("camera", "color")) == ("color", "camera")  # FACTORS order
+    assert demo_generator.shift_factors(("layout", "blur")) == ("blur", "camera", "objects")
+    assert demo_generator.shift_name(("texture", "color", "blur", "noise", "haze", "exposure")) == (
         "appearance"
     )
-    assert demo.shift_name(("color", "camera")) == "color+camera"
+    assert demo_generator.shift_name(("color", "camera")) == "color+camera"
     # Every style parameter belongs to exactly one factor.
-    parameters = [p for members in demo.FACTORS.values() for p in members]
-    assert sorted(parameters) == sorted(demo.domain_style("source"))
+    parameters = [p for members in demo_generator.FACTORS.values() for p in members]
+    assert sorted(parameters) == sorted(demo_generator.domain_style("source"))
     assert len(set(parameters)) == len(parameters)
     with pytest.raises(ValueError, match="colour"):
-        demo.shift_factors(("colour",))
+        demo_generator.shift_factors(("colour",))
     with pytest.raises(ValueError, match=r"shift=\(\)"):
-        demo.shift_factors(())
+        demo_generator.shift_factors(())
 
 
 @pytest.mark.parametrize("domain", ["target", "unseen"])
 def test_a_domain_takes_its_own_value_only_for_the_shifted_factors(domain):
-    source, own = demo.domain_style("source"), demo.domain_style(domain)
-    assert demo.domain_style(domain, ("full",)) == own
-    assert demo.domain_style(domain, ("none",)) == source
-    for factor, members in demo.FACTORS.items():
-        style = demo.domain_style(domain, (factor,))
+    source, own = demo_generator.domain_style("source"), demo_generator.domain_style(domain)
+    assert demo_generator.domain_style(domain, ("full",)) == own
+    assert demo_generator.domain_style(domain, ("none",)) == source
+    for factor, members in demo_generator.FACTORS.items():
+        style = demo_generator.domain_style(domain, (factor,))
         for parameter in style:
             expected = own if parameter in members else source
             assert style[parameter] == expected[parameter], (factor, parameter)
@@ -173,19 +180,21 @@ def test_a_domain_takes_its_own_value_only_for_the_shifted_factors(domain):
 def test_no_shift_draws_the_source_distribution_and_appearance_keeps_the_layout():
     # With no shift the target is drawn from the source's distribution (other random draws):
     # flat, saturated images, no ego vehicle.
-    image, label = demo.draw_example("target", 0, 0, shift=("none",))
+    image, label = demo_generator.draw_example("target", 0, 0, shift=("none",))
     assert not np.any(label == IGNORE_LABEL)
     # Appearance only: the label maps follow the source's layout distribution (no ego vehicle,
     # the source's horizon range), the images the target's look (texture: rougher than source).
-    labels = [demo.draw_example("target", 0, i, shift=("appearance",))[1] for i in range(6)]
+    labels = [
+        demo_generator.draw_example("target", 0, i, shift=("appearance",))[1] for i in range(6)
+    ]
     assert not any(np.any(label == IGNORE_LABEL) for label in labels)
-    sky = demo.CLASS_NAMES.index("sky")
+    sky = CLASS_NAMES.index("sky")
     for label in labels:  # sky rows end at the horizon, in the source's range 0.38-0.48 of H
         rows = np.flatnonzero((label == sky).any(axis=1))
         assert rows.max() <= 0.48 * label.shape[0] + 1
 
     def roughness(shift):
-        images = [demo.draw_example("target", 0, i, shift=shift)[0] for i in range(6)]
+        images = [demo_generator.draw_example("target", 0, i, shift=shift)[0] for i in range(6)]
         return np.mean([np.abs(np.diff(i.astype(float), axis=1)).mean() for i in images])
 
     assert roughness(("appearance",)) > 1.3 * roughness(("none",))
@@ -193,20 +202,20 @@ def test_no_shift_draws_the_source_distribution_and_appearance_keeps_the_layout(
 
 def test_class_frequencies_are_the_label_files_pixel_frequencies(tmp_path):
     small = {**_SMALL, "num_source": 4}
-    demo.generate(tmp_path / "full", seed=0, **small)
-    demo.generate(tmp_path / "appearance", seed=0, shift=("appearance",), **small)
-    frequencies = demo.class_frequencies(tmp_path / "full")
-    assert set(frequencies) == set(demo.DOMAINS)
+    demo_generator.generate(tmp_path / "full", seed=0, **small)
+    demo_generator.generate(tmp_path / "appearance", seed=0, shift=("appearance",), **small)
+    frequencies = demo_generator.class_frequencies(tmp_path / "full")
+    assert set(frequencies) == set(demo_generator.DOMAINS)
     # Recount the target's frequencies from the label files themselves.
     counts = np.zeros(256)
     for path in (tmp_path / "full" / "target" / "gtFine").rglob("*_labelIds.png"):
         train_ids = lookup_table("cityscapes")[np.array(Image.open(path))]
         counts += np.bincount(train_ids.reshape(-1), minlength=256)
-    for index, name in enumerate(demo.CLASS_NAMES):
+    for index, name in enumerate(CLASS_NAMES):
         assert frequencies["target"][name] == pytest.approx(counts[index] / counts.sum())
     assert frequencies["target"]["ignore"] == pytest.approx(counts[IGNORE_LABEL] / counts.sum())
     assert frequencies["target"]["ignore"] > 0  # the ego vehicle
-    assert demo.class_frequencies(tmp_path / "appearance")["target"]["ignore"] == 0
-    assert "| road |" in demo.format_class_frequencies(frequencies)
+    assert demo_generator.class_frequencies(tmp_path / "appearance")["target"]["ignore"] == 0
+    assert "| road |" in demo_generator.format_class_frequencies(frequencies)
     with pytest.raises(FileNotFoundError, match="not written by"):
-        demo.class_frequencies(tmp_path / "source_missing")
+        demo_generator.class_frequencies(tmp_path / "source_missing")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from uada.data import demo, pipeline
+from uada.data import demo_generator, pipeline
 from uada.data.labels import IGNORE_LABEL, PALETTE
 
 _H, _W, _STRIPE = 16, 48, 8
@@ -199,7 +199,7 @@ def test_bad_arguments_raise_naming_them():
 def test_demo_through_builders_to_training_batches(tmp_path):
     builders = pytest.importorskip("uada.data.builders")
     tfds = pytest.importorskip("tensorflow_datasets")
-    paths = demo.generate(
+    paths = demo_generator.generate(
         tmp_path / "demo",
         seed=0,
         image_size=(32, 64),
@@ -226,7 +226,7 @@ def test_demo_through_builders_to_training_batches(tmp_path):
     # The builder stores exactly the train ids the demo drew.
     for example in source.take(2):
         index = int(example["file_name"].numpy().decode().split("/")[-1][:5]) - 1
-        image, label = demo.draw_example("source", 0, index, (32, 64))
+        image, label = demo_generator.draw_example("source", 0, index, (32, 64))
         np.testing.assert_array_equal(example["label"].numpy(), label)
         np.testing.assert_array_equal(example["image"].numpy(), image)
 

@@ -59,8 +59,17 @@ def _batch(seed=0):
     return (source, labels), target
 
 
+def _one_step_logs(model, batch):
+    """The logs of one real training step (`fit`; the means over one step are its values)."""
+    history = model.fit(
+        tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=1, epochs=1, verbose=0
+    ).history
+    return {name: values[0] for name, values in history.items()}
+
+
 def _reference_ratio(model, batch, lambda_ramp):
-    """lambda * ramp * ||dL_conf/dZ|| / ||dL_seg/dZ||, each gradient from its own tape."""
+    """lambda * ramp * ||dL_conf/dZ|| / ||dL_seg/dZ||, each gradient from its own tape, for the
+    next step of `model` (with D as the step's D update leaves it: unchanged at learning rate 0)."""
     (source, labels), target = batch
     with domain_split(NUM_SOURCE):
         z = model.representation(np.concatenate([source, target]), training=True)
@@ -85,10 +94,10 @@ def _reference_ratio(model, batch, lambda_ramp):
 def test_confusion_gradient_ratio_matches_two_separate_gradients():
     tf.keras.utils.set_random_seed(0)
     model = _model(ramp_epochs=0, lambda_conf=0.5)
-    model.compile()
+    model.compile(learning_rate=0.0)  # the step's D update leaves D as the reference sees it
     batch = _batch()
-    logs = model.compute_step_losses(batch)
     expected, conf_logits = _reference_ratio(model, batch, lambda_ramp=0.5)
+    logs = _one_step_logs(model, batch)
     assert expected > 0
     assert float(logs["confusion_gradient_ratio"]) == pytest.approx(expected, rel=1e-4)
     assert float(logs["confusion_clipped_fraction"]) == pytest.approx(
@@ -100,7 +109,7 @@ def test_confusion_gradient_ratio_is_zero_during_the_ramp():
     tf.keras.utils.set_random_seed(0)
     model = _model(ramp_epochs=1, lambda_conf=0.5)  # ramp 0 for the first 5 G steps
     model.compile()
-    logs = model.compute_step_losses(_batch())
+    logs = _one_step_logs(model, _batch())
     assert float(logs["confusion_gradient_ratio"]) == 0.0
     assert 0.0 <= float(logs["confusion_clipped_fraction"]) <= 1.0
 
@@ -119,7 +128,6 @@ def test_fit_logs_the_diagnostics_in_uada_mode_only(mode):
     names = {"confusion_clipped_fraction", "confusion_gradient_ratio"}
     if mode == "source_only":
         assert not names & set(history)
-        assert "confusion_gradient_ratio" not in model.compute_step_losses(batch)
         return
     assert names <= set(history)
     assert 0.0 <= history["confusion_clipped_fraction"][0] <= 1.0

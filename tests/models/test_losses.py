@@ -88,7 +88,7 @@ def test_confusion_loss_is_zero_on_source_and_clipped_at_2():
 
 def test_domain_accuracy():
     logits = _d_logits([-1.0, 2.0], [0.5, -3.0])
-    assert losses.domain_accuracy(logits, 1).numpy() == 0.5
+    assert losses.pooled_domain_accuracy(logits, 1).numpy() == 0.5
 
 
 def test_l2_regularization_is_keras_l2():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from uada.layers import domain_split
 from uada.models import NonFiniteLossError, UADAModel, build_uada_model, losses
 
 SIZE = (64, 128)
@@ -70,46 +71,75 @@ def test_each_update_changes_only_its_own_variables(frozen):
     assert {id(v) for v in model.domain_optimizer.variables} & {id(v) for v in g_vars} == set()
 
 
+def _applied_update(model, batch):
+    """`{variable path: after - before}` of one real training step (`fit`)."""
+    variables = model.trainable_variables
+    before = _values(variables)
+    _fit(model, batch)
+    return {v.path: a - b for v, a, b in zip(variables, _values(variables), before, strict=True)}
+
+
 def test_uada_every_trainable_variable_gets_a_finite_nonzero_gradient():
+    # Plain SGD: each variable moves by -learning_rate * its (clipped) gradient of the step.
     model = _model()
-    model.compile()
-    before = _values(model.variables)
-    domain_grads, generator_grads = model.compute_step_gradients(_batch())
-    assert len(domain_grads) == len(model.domain_classifier.trainable_variables) == 8
-    assert len(generator_grads) == len(
-        model.representation.trainable_variables + model.segmentation_head.trainable_variables
+    model.compile(
+        seg_optimizer=keras.optimizers.SGD(1.0), domain_optimizer=keras.optimizers.SGD(1.0)
     )
-    for path, grad in {**domain_grads, **generator_grads}.items():
-        grad = keras.ops.convert_to_numpy(grad)
-        assert np.all(np.isfinite(grad)), path
-        assert np.any(grad != 0), path
-    _assert_all_equal(before, _values(model.variables), model.variables)  # nothing applied
+    update = _applied_update(model, _batch())
+    assert model.skipped_steps.numpy() == 0
+    assert len(model.domain_classifier.trainable_variables) == 8
+    assert len(update) == len(
+        model.representation.trainable_variables
+        + model.segmentation_head.trainable_variables
+        + model.domain_classifier.trainable_variables
+    )
+    for path, delta in update.items():
+        assert np.all(np.isfinite(delta)), path
+        assert np.any(delta != 0), path
+
+
+def _objectives(model, batch):
+    """The step's two objectives written with the model's parts and `losses` (without the
+    instance noise and L_reg): G's `L_seg + lambda * L_conf` and D's `L_dom`, on `[x_s ; x_t]`."""
+    (source, labels), target = batch
+    num_source = len(source)
+    with domain_split(num_source):
+        z = model.representation(np.concatenate([source, target]), training=True)
+    with domain_split(None):
+        logits = model.segmentation_head(z[:num_source], training=True)
+    seg_loss = losses.segmentation_loss(labels, logits, num_classes=model.num_classes)
+    conf_loss = losses.confusion_loss(model.domain_classifier(z, training=True), num_source)
+    d_loss = losses.domain_loss(
+        model.domain_classifier(tf.stop_gradient(z), training=True), num_source
+    )
+    return seg_loss + model.lambda_conf * conf_loss, d_loss
 
 
 @pytest.mark.parametrize("norm", ["dan", "batch"])
 def test_every_variable_with_a_gradient_moves_the_losses(norm):
     """A variable with a gradient but no effect on the step's losses drifts under the updates with
-    nothing to hold it (as a conv bias before DAN did): with a large lambda, perturbing any
-    variable along its gradient's sign must change the loss its gradient came from."""
+    nothing to hold it (as a conv bias before DAN would): with a large lambda, every variable gets a
+    gradient from the losses of the data (L_reg aside), and perturbing it along its gradient's
+    sign must change the loss its gradient came from."""
     model = _model(norm=norm, lambda_conf=10.0)
-    model.compile()
     batch = _batch()
-    domain_grads, generator_grads = model.compute_step_gradients(batch)
-    base = {name: float(value) for name, value in model.compute_step_losses(batch).items()}
-    variables = {v.path: v for v in model.trainable_variables}
+    g_variables = (
+        model.representation.trainable_variables + model.segmentation_head.trainable_variables
+    )
+    d_variables = model.domain_classifier.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        base = _objectives(model, batch)
     checked = 0
-    for grads, loss_name in ((generator_grads, "loss"), (domain_grads, "domain_loss")):
-        for path, grad in grads.items():
+    for index, variables in ((0, g_variables), (1, d_variables)):
+        for variable, grad in zip(variables, tape.gradient(base[index], variables), strict=True):
             grad = keras.ops.convert_to_numpy(grad)
-            if not np.any(grad):
-                continue
-            variable = variables[path]
+            assert np.any(grad), f"{variable.path} has no gradient"
             original = keras.ops.convert_to_numpy(variable).copy()
             variable.assign(original + 0.05 * np.sign(grad))
-            changed = float(model.compute_step_losses(batch)[loss_name])
+            changed = float(_objectives(model, batch)[index])
             variable.assign(original)
             # Real parameters move the loss by > 1e-3 here; a forward-dead one by float noise.
-            assert abs(changed - base[loss_name]) > 1e-5, f"{path} has a gradient but no effect"
+            assert abs(changed - float(base[index])) > 1e-5, f"{variable.path} has no effect"
             checked += 1
     assert checked == len(model.trainable_variables)
 
@@ -205,14 +235,17 @@ def test_uada_with_lambda_zero_updates_like_multi_domain():
 
 
 def test_confusion_loss_reaches_r_only_after_the_ramp():
-    grads = {}
+    updates = {}
     for ramp_epochs in (0, 1):
         keras.utils.set_random_seed(0)
         model = _model(lambda_conf=1.0, ramp_epochs=ramp_epochs, steps_per_epoch=5)
-        model.compile()
-        grads[ramp_epochs] = model.compute_step_gradients(_batch())[1]
+        model.compile(seg_optimizer=_sgd(0.01), domain_optimizer=_sgd(0.01))
+        updates[ramp_epochs] = _applied_update(model, _batch())
     path = "extension_conv/kernel"
-    assert not np.allclose(grads[0][path], grads[1][path])
+    assert not np.allclose(updates[0][path], updates[1][path])
+    # D's update does not depend on the ramp.
+    path = model.domain_classifier.trainable_variables[0].path
+    np.testing.assert_allclose(updates[0][path], updates[1][path], rtol=1e-5, atol=1e-9)
 
 
 def test_fit_lowers_the_segmentation_loss():

@@ -1,8 +1,8 @@
 """Every figure of uada (matplotlib, written to files):
 
 - `prediction_grid`: the paper's Figure 5, image / ground truth / one column per model;
-- `plot_eval_curve`: the mIoU of every checkpoint against the step (`uada.runs.eval_curve`);
-- `plot_retrieval_curves`: the paper's Figure 4 (`uada.analysis.retrieval`);
+- `plot_eval_curve`: the mIoU of every checkpoint against the step (`uada.analysis.eval_curve`);
+- `plot_retrieval_curves`: the paper's Figure 4 (`uada.analysis.retrieval_curve`);
 - `plot_adversarial_diagnostics`: the adversarial game of UADA runs over training, from their
   TensorBoard scalars.
 """
@@ -93,7 +93,7 @@ def plot_eval_curve(rows, path, *, selected=None, selected_label=None, title=Non
 
     Args:
         rows: evaluation-curve rows, dicts with `step`, `domain` and `miou` (a fraction or None),
-            as `uada.analysis.selection.read_curve` returns.
+            as `uada.analysis.checkpoint_selection.read_curve` returns.
         path: output image path (the format follows the extension).
         selected: a step to mark with a vertical line (the reported checkpoint), or None.
         selected_label: the line's legend entry; default `"reported (<step>)"`.

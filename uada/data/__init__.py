@@ -1,4 +1,6 @@
-"""Datasets, label maps and input pipelines of uada."""
+"""The data of uada: label maps (`labels`), dataset builders (`builders`), where each domain's
+data is (`domains`), the procedural demo domains (`demo_generator`) and pretraining images
+(`pattern_images`), augmentation (`augment`) and the input pipelines (`pipeline`)."""
 
 from uada.data.labels import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, PALETTE, colorize, lookup_table
 

@@ -12,11 +12,11 @@ A domain name (`Config.source`, `.target`, `.unseen`) is one of `DATASETS` (this
 | `demo_unseen` | `cityscapes` | - | `val` | `<data_dir>/uada_demo/<tag>/unseen/` |
 
 `<manual_dir>` defaults to TFDS's `<data_dir>/downloads/manual` and `<data_dir>` to TFDS's default
-data directory. The demo domains (`uada.data.demo`) are generated on first use, deterministically
-from the run's seed and image size (`<tag>` names both), and prepared by the same TFDS builders as
-the real datasets, each demo domain into its own TFDS data directory beside its files. A run's
-`demo_shift` (the shift factors between the demo domains, `uada.data.demo`) other than `full`
-adds `_shift-<name>` to `<tag>`.
+data directory. The demo domains (`uada.data.demo_generator`) are generated on first use,
+deterministically from the run's seed and image size (`<tag>` names both), and prepared by the
+same TFDS builders as the real datasets, each demo domain into its own TFDS data directory beside
+its files. A run's `demo_shift` (the shift factors between the demo domains,
+`uada.data.demo_generator`) other than `full` adds `_shift-<name>` to `<tag>`.
 
 `load` prepares a dataset on first use and says so (two info records: what it prepares, then
 its images per split and the time taken); a real dataset that is neither prepared nor downloaded
@@ -36,23 +36,20 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
-from uada.data import builders
-from uada.data import demo as demo_lib
+from uada.data import builders, demo_generator
+from uada.names import EVAL_ONLY_DATASETS
 
-# Domain name -> (builder name, demo folder or None, has a training split).
+# Domain name (one of `DATASETS`) -> (builder name, demo folder or None). The domains of
+# `EVAL_ONLY_DATASETS` have no training split.
 _DOMAINS = {
-    "gta5": ("gta5", None, True),
-    "cityscapes": ("cityscapes", None, True),
-    "mapillary": ("mapillary", None, True),
-    "apolloscape": ("apolloscape", None, False),
-    "demo_source": ("gta5", "source", True),
-    "demo_target": ("cityscapes", "target", True),
-    "demo_unseen": ("cityscapes", "unseen", False),
+    "gta5": ("gta5", None),
+    "cityscapes": ("cityscapes", None),
+    "mapillary": ("mapillary", None),
+    "apolloscape": ("apolloscape", None),
+    "demo_source": ("gta5", "source"),
+    "demo_target": ("cityscapes", "target"),
+    "demo_unseen": ("cityscapes", "unseen"),
 }
-# The names a domain flag takes (`--source`, `--target`, `--unseen`, `--domains`, ...).
-DATASETS = tuple(_DOMAINS)
-# Datasets without a training split, usable only as unseen (test) domains.
-EVAL_ONLY_DATASETS = tuple(name for name, (_, _, has_train) in _DOMAINS.items() if not has_train)
 
 
 class MissingDatasetError(FileNotFoundError):
@@ -89,8 +86,8 @@ def demo_root(config):
         f"seed{config.seed}_{height}x{width}_{config.demo_train_images}train_"
         f"{config.demo_val_images}val"
     )
-    shift = demo_lib.shift_name(config.demo_shift)
-    if shift != "full":  # the full shift keeps the tag it always had
+    shift = demo_generator.shift_name(config.demo_shift)
+    if shift != "full":  # the default shift adds nothing to the tag
         tag += f"_shift-{shift}"
     return os.path.join(data_dir(config), "uada_demo", tag)
 
@@ -99,7 +96,8 @@ def get_domain(name, config):
     """Returns the `Domain` named `name` for the run `config`."""
     if name not in _DOMAINS:
         raise ValueError(f"Unknown domain. Expected one of {sorted(_DOMAINS)}. Received: {name!r}")
-    builder, demo_folder, trainable = _DOMAINS[name]
+    builder, demo_folder = _DOMAINS[name]
+    trainable = name not in EVAL_ONLY_DATASETS
     if demo_folder is not None:
         root = demo_root(config)
         manual_dir = os.path.join(root, demo_folder)
@@ -140,7 +138,7 @@ def ensure_demo(config):
     logging.info(
         "Generating the demo domains (seed %d, %dx%d) into %s ...", config.seed, height, width, root
     )
-    demo_lib.generate(
+    demo_generator.generate(
         partial,
         seed=config.seed,
         image_size=tuple(config.image_size),

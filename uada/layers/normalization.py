@@ -4,8 +4,7 @@ import keras
 
 from uada.layers.domain_agnostic_normalization import DomainAgnosticNormalization
 from uada.layers.split_batch_normalization import SplitBatchNormalization
-
-NORMALIZATIONS = ("none", "batch", "instance", "split_batch", "dan")
+from uada.names import NORMALIZATIONS
 
 
 def get_normalization(norm, *, momentum=0.96, epsilon=1e-5, center=True, scale=True,

@@ -1,7 +1,8 @@
 """The UADA network: backbone R, segmenter S, domain classifier D, losses, schedules, the model.
 
 Public entry points: `build_backbone` (images -> features) and `build_uada_model` (the trainable
-`UADAModel` with its inference `segmenter`).
+`UADAModel` with its inference `segmenter`). Its training step's guards are `step_guard`'s, its
+label maps `label_prediction`'s, AdaBN's statistics `adabn`'s.
 """
 
 from uada.models import losses, schedules
@@ -11,15 +12,10 @@ from uada.models.heads import (
     build_representation,
     build_segmentation_head,
 )
-from uada.models.inference import predict_labels
+from uada.models.label_prediction import predict_labels
 from uada.models.preprocessing import ImagePreprocessing
-from uada.models.uada_model import (
-    MODES,
-    NonFiniteLossError,
-    TrainingGuard,
-    UADAModel,
-    build_uada_model,
-)
+from uada.models.step_guard import NonFiniteLossError, TrainingGuard
+from uada.models.uada_model import MODES, UADAModel, build_uada_model
 
 __all__ = [
     "BACKBONES",

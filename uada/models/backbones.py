@@ -29,8 +29,8 @@
 Dilation does not change any kernel shape, so pretrained weights copy over unchanged. Weights
 come from ImageNet (`weights="imagenet"`, ResNet-50 only) or from a Keras weights file of the
 plain base model that `build_base_model(name)` builds (Keras' ResNet-50 without its top, or
-`resnet_tiny`, e.g. pretrained by `uada.runs.pretraining.pretrain_resnet_tiny`); a file is read
-by the same checks and errors for both.
+`resnet_tiny`, e.g. pretrained by `uada.runs.backbone_pretraining.pretrain_resnet_tiny`); a file is
+read by the same checks and errors for both.
 """
 
 import functools
@@ -40,9 +40,8 @@ import keras
 
 from uada.layers import NORMALIZATIONS, get_normalization
 from uada.models.preprocessing import ImagePreprocessing
+from uada.names import BACKBONES, OUTPUT_STRIDES
 
-BACKBONES = ("resnet50", "resnet_tiny")
-OUTPUT_STRIDES = (8, 16, 32)
 # The input preprocessing of every backbone (`ImagePreprocessing` mode): Keras' ResNet-50 weights
 # expect it, and weights pretrained for `resnet_tiny` are trained behind it.
 PREPROCESSING = "caffe"

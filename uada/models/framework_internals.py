@@ -16,10 +16,8 @@ removes or changes it.
   `CheckpointState` proto: the public `tf.train.get_checkpoint_state` logs a warning and returns
   None for an unreadable state file, which would turn a corrupt workdir into a silent restart.
 
-Replaced by public APIs (no longer here): the model's "loss" metric is its own
-`keras.metrics.Mean` listed in `UADAModel.metrics` (it was Keras' `Model._loss_tracker`), and
-"is this a multi-worker run" reads the strategy's `cluster_resolver` (it was
-`strategy.extended._in_multi_worker_mode()`).
+`is_multi_worker` is TensorFlow's private rule "is this a multi-worker run" written with public
+APIs: `reducible_logs` must agree with it, and the trainer uses it to choose the chief.
 """
 
 import tensorflow as tf
@@ -56,15 +54,15 @@ def reducible_logs(logs, strategy):
     an axis: each scalar gets one (shape `[1]`; the mean over the replicas is a scalar again).
     Other strategies get the logs as they are.
     """
-    if not _multi_worker(strategy):
+    if not is_multi_worker(strategy):
         return logs
     return {key: tf.reshape(value, [1]) for key, value in logs.items()}
 
 
-def _multi_worker(strategy):
+def is_multi_worker(strategy):
     """Whether `strategy` is a `MultiWorkerMirroredStrategy` over more than one worker (the
     public equivalent of its `extended._in_multi_worker_mode()`: chief and worker tasks of its
-    cluster, one worker when the cluster is empty)."""
+    cluster, one worker when the cluster is empty). A single worker runs as a single process."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return False
     cluster = strategy.cluster_resolver.cluster_spec().as_dict()

@@ -14,7 +14,8 @@ Clipping is `clip_by_value`: the gradient is zero where the value is clipped.
 
 import tensorflow as tf
 
-IGNORE_LABEL = 255
+from uada.data.labels import IGNORE_LABEL
+
 DOMAIN_LOSS_CLIP = 5.0
 CONFUSION_LOSS_CLIP = 2.0
 CONFUSION_EPSILON = 1e-9
@@ -196,8 +197,9 @@ def confusion_clipped_fraction(
     return tf.reduce_sum(clipped * is_target) / tf.maximum(tf.reduce_sum(is_target), 1.0)
 
 
-def domain_accuracy(logits, num_source):
-    """Fraction of positions whose domain D predicts correctly (logit > 0 means target)."""
+def pooled_domain_accuracy(logits, num_source):
+    """Fraction of all positions, source and target pooled, whose domain D predicts correctly
+    (logit > 0 means target); the step's `domain_accuracy` metric."""
     logits = tf.cast(logits, tf.float32)
     predicted_target = tf.cast(logits > 0, tf.float32)
     correct = tf.cast(tf.equal(predicted_target, _is_target(logits, num_source)), tf.float32)

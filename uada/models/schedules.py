@@ -1,4 +1,5 @@
-"""Schedules of UADA training: learning rate, instance-noise sigma and the confusion-loss ramp.
+"""Schedules of UADA training: learning rate (and the SGD that follows it), instance-noise sigma
+and the confusion-loss ramp.
 
 Steps are counted as in docs/FIDELITY.md, *Training*: an epoch is `steps_per_epoch` G steps
 (1487 = 2975 Cityscapes train images / 2 per step); the instance-noise step counts D steps and
@@ -46,6 +47,24 @@ def learning_rate_schedule(initial_learning_rate=0.01, *, steps_per_epoch=STEPS_
     boundaries = [int(round(e * steps_per_epoch)) - 1 for e in decay_epochs]
     values = [initial_learning_rate * factor**i for i in range(len(decay_epochs) + 1)]
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def sgd(learning_rate=0.01, *, steps_per_epoch=STEPS_PER_EPOCH, decay_epochs=(9, 16), factor=0.5,
+        momentum=0.9, name=None):  # fmt: skip
+    """The paper's optimizer: SGD with momentum on `learning_rate_schedule` (its arguments).
+
+    Args:
+        learning_rate, steps_per_epoch, decay_epochs, factor: as `learning_rate_schedule`'s.
+        momentum: SGD momentum. Defaults to 0.9.
+        name: the optimizer's name.
+
+    Returns:
+        A `keras.optimizers.SGD`.
+    """
+    schedule = learning_rate_schedule(
+        learning_rate, steps_per_epoch=steps_per_epoch, decay_epochs=decay_epochs, factor=factor
+    )
+    return keras.optimizers.SGD(schedule, momentum=momentum, name=name)
 
 
 def instance_noise_sigma(step, *, initial_sigma=0.1, decay_steps=20000):

@@ -17,12 +17,18 @@
 
 and each step is bracketed by `snapshot` / `restore_unless` of the moving statistics (the forward
 pass moved them before anyone knew whether the step would be applied) and ends with `count_skip`.
+`TrainingGuard`, the callback `UADAModel.fit` adds, stops training with a clear error on invalid
+labels or after too many consecutive skipped steps (`NonFiniteLossError`).
 """
 
 import keras
 import tensorflow as tf
 
 from uada.models import framework_internals
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped after too many consecutive steps with a non-finite loss or gradient."""
 
 
 def snapshot(variables):
@@ -183,3 +189,29 @@ def update_mean(metric, value, weight):
 
     `0 * NaN` is NaN: the value itself is replaced, not only weighted away."""
     metric.update_state(tf.where(weight > 0, value, tf.zeros_like(value)), sample_weight=weight)
+
+
+class TrainingGuard(keras.callbacks.Callback):
+    """Stops `UADAModel.fit` with a clear error on invalid labels (when the step's own assertion
+    could not raise, e.g. under XLA) or after `max_consecutive_skips` consecutive skipped steps.
+    `UADAModel.fit` adds it; pass your own to the `callbacks` to replace it."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        model = self.model
+        if int(keras.ops.convert_to_numpy(model._invalid_label_steps.value)) > 0:
+            model.stop_training = True
+            raise tf.errors.InvalidArgumentError(
+                None,
+                None,
+                f"`source_labels` must hold class ids 0..{model.num_classes - 1} or the ignore "
+                "label 255; a batch held other values (the step was skipped).",
+            )
+        consecutive = int(keras.ops.convert_to_numpy(model._consecutive_skips.value))
+        if consecutive >= model.max_consecutive_skips:
+            model.stop_training = True
+            raise NonFiniteLossError(
+                f"{consecutive} consecutive training steps were skipped because a loss or a "
+                "gradient was not finite (NaN or Inf). Check the input images (finite, RGB in "
+                "[0, 255]) and the learning rate. Received: "
+                f"max_consecutive_skips={model.max_consecutive_skips}"
+            )

@@ -12,15 +12,10 @@ from uada.models.heads import (
     build_representation,
     build_segmentation_head,
 )
+from uada.names import MODES
 
-# The training modes; this order is the `--mode` flag's (`uada.config`).
-MODES = ("uada", "source_only", "multi_domain")
 # S's layers whose bias L2 also reaches (docs/FIDELITY.md, *Training*).
 _REGULARIZED_BIASES = ("logits_conv", "logits_upsample")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training stopped after too many consecutive steps with a non-finite loss or gradient."""
 
 
 @keras.saving.register_keras_serializable(package="uada")
@@ -143,8 +138,7 @@ class UADAModel(keras.Model):
                  l2_regularization=8.5e-5, gradient_clip="auto", max_consecutive_skips=10,
                  seed=0, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
+        _check_mode(mode)
         if (domain_classifier is None) == (mode == "uada"):
             raise ValueError(
                 f"`domain_classifier` is required in 'uada' mode and must be None otherwise. "
@@ -221,7 +215,7 @@ class UADAModel(keras.Model):
 
     def predict_labels(self, images, batch_size=None):
         """Returns the label map `[N, H, W]` (int32 train ids) of images `[N, H, W, 3]`."""
-        from uada.models.inference import predict_labels
+        from uada.models.label_prediction import predict_labels
 
         return predict_labels(self.segmenter, images, batch_size=batch_size)
 
@@ -284,10 +278,12 @@ class UADAModel(keras.Model):
                 self.domain_optimizer.build(self.domain_classifier.trainable_variables)
 
     def _default_optimizer(self, learning_rate, decay_epochs, name):
-        schedule = schedules.learning_rate_schedule(
-            learning_rate, steps_per_epoch=self.steps_per_epoch, decay_epochs=decay_epochs
+        return schedules.sgd(
+            learning_rate,
+            steps_per_epoch=self.steps_per_epoch,
+            decay_epochs=decay_epochs,
+            name=name,
         )
-        return keras.optimizers.SGD(schedule, momentum=0.9, name=name)
 
     @property
     def _generator_variables(self):
@@ -297,8 +293,8 @@ class UADAModel(keras.Model):
         """`keras.Model.fit`, with a callback that raises when labels are invalid or too many
         consecutive steps were skipped (see the class docstring)."""
         callbacks = list(kwargs.pop("callbacks", None) or [])
-        if not any(isinstance(c, TrainingGuard) for c in callbacks):
-            callbacks.append(TrainingGuard())
+        if not any(isinstance(c, step_guard.TrainingGuard) for c in callbacks):
+            callbacks.append(step_guard.TrainingGuard())
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     # Keras' symbolic build would draw a batch from the input; see `no_symbolic_build`.
@@ -310,37 +306,16 @@ class UADAModel(keras.Model):
         # tracker is never updated here).
         return [self.loss_tracker, self.seg_loss_tracker, *self._domain_trackers]
 
+    @property
+    def log_names(self):
+        """The names of `train_step`'s logs in their order, but the float16 `loss_scale`: the
+        metrics' means (`metrics`), `lr`, the step's `sigma` (`"uada"` only), `skipped_steps`."""
+        step = ("lr", "sigma") if self.mode == "uada" else ("lr",)
+        return (*(metric.name for metric in self.metrics), *step, "skipped_steps")
+
     def train_step(self, data):
-        logs, _ = self._step(data, apply_updates=True)
+        logs = self._step(data)
         return framework_internals.reducible_logs(logs, tf.distribute.get_strategy())
-
-    def compute_step_gradients(self, data):
-        """The gradients one training step computes, without applying them (diagnostics).
-
-        Runs the step on `data` (a batch as `fit` receives it) and returns
-        `(domain_gradients, generator_gradients)`, two dicts from variable path to the clipped
-        gradient: D's (empty unless `"uada"`) and R's and S's. No variable changes (the moving
-        statistics are restored). The generator gradients use the current D.
-        """
-        _, gradients = self._step(data, apply_updates=False)
-        domain_grads, generator_grads = gradients
-        return (
-            {v.path: g for v, g in zip(self._domain_variables, domain_grads, strict=True)},
-            {v.path: g for v, g in zip(self._generator_variables, generator_grads, strict=True)},
-        )
-
-    def compute_step_losses(self, data):
-        """The losses one training step computes, without applying them (diagnostics).
-
-        Runs the step on `data` like `compute_step_gradients` (same noise, same D, no variable
-        changes) and returns `{"loss": the G objective, "domain_loss": L_dom}`, the losses whose
-        gradients `compute_step_gradients` returns, and the step's
-        `confusion_clipped_fraction` and `confusion_gradient_ratio` (all but `loss` only in
-        `"uada"` mode; see "Metrics" in the class docstring).
-        """
-        logs, _ = self._step(data, apply_updates=False)
-        names = ("loss", "domain_loss", "confusion_clipped_fraction", "confusion_gradient_ratio")
-        return {name: logs[name] for name in names if name in logs}
 
     @property
     def _domain_variables(self):
@@ -385,13 +360,10 @@ class UADAModel(keras.Model):
             )
         return source_images, source_labels, target_images
 
-    def _step(self, data, apply_updates):
+    def _step(self, data):
         """One step of Eq. 2 (class docstring); the guards are `uada.models.step_guard`'s.
 
-        Returns `(logs, None)` with `apply_updates`, else (diagnostics, nothing changes)
-        `({"loss", "domain_loss", "sigma", "confusion_clipped_fraction",
-        "confusion_gradient_ratio"}, (domain_gradients, generator_gradients))`.
-        """
+        Returns the logs `fit` shows (`_logs`)."""
         source_images, source_labels, target_images = self._unpack(data)
         num_source = int(source_images.shape[0])  # per replica
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -401,11 +373,10 @@ class UADAModel(keras.Model):
         images = self._source_first(source_images, target_images, invalid_labels)
         moving_statistics = step_guard.snapshot(self._state_variables)
         # D's update is applied before G's fate is known; a skipped G step takes it back too.
-        domain_state = step_guard.snapshot(self._domain_state) if apply_updates else []
+        domain_state = step_guard.snapshot(self._domain_state)
         step, g_step = self._step_counts()
         learning_rate = tf.cast(self.seg_optimizer.learning_rate, tf.float32)  # before the update
-        logs, d_grads, d_overflow, conf_loss = {}, [], tf.constant(False), None
-        d_metrics = {}
+        logs, d_overflow, conf_loss, d_metrics = {}, tf.constant(False), None, {}
 
         with tf.GradientTape() as tape:
             with domain_split(None if target_images is None else num_source):
@@ -418,8 +389,8 @@ class UADAModel(keras.Model):
             finite = tf.math.is_finite(global_seg_loss) & tf.equal(invalid_labels, 0)
             if self.mode == "uada":
                 with tape.stop_recording():  # the D step, on sg(Z)
-                    d_grads, finite, d_overflow, d_metrics = self._domain_step(
-                        tf.stop_gradient(z), num_source, step, finite, apply_updates, logs
+                    finite, d_overflow, d_metrics = self._domain_step(
+                        tf.stop_gradient(z), num_source, step, finite, logs
                     )
                 # L_conf goes through D', D as the D step left it, with fresh noise n2.
                 conf_logits = self.domain_classifier(self._with_noise(z, step + 1), training=True)
@@ -445,9 +416,6 @@ class UADAModel(keras.Model):
                 ),
                 "confusion_gradient_ratio": _confusion_gradient_ratio(z_grad, num_source),
             }
-        if not apply_updates:
-            step_guard.restore_unless(tf.constant(False), self._state_variables, moving_statistics)
-            return {**logs, **diagnostics, "loss": total}, (d_grads, g_grads)
         applied, g_overflow = step_guard.apply_or_skip(
             self.seg_optimizer, g_grads, g_variables,
             losses_finite=g_losses_finite, grads_finite=g_grads_finite,
@@ -459,15 +427,14 @@ class UADAModel(keras.Model):
         )
         self._invalid_label_steps.assign_add(tf.cast(invalid_labels > 0, tf.int64))
         self._update_metrics(applied, total, global_seg_loss, conf_loss, diagnostics)
-        return self._logs(learning_rate, logs), None
+        return self._logs(learning_rate, logs)
 
-    def _domain_step(self, z, num_source, step, finite, apply_updates, logs):
+    def _domain_step(self, z, num_source, step, finite, logs):
         """The D step of Eq. 2 on `z` = sg(Z): min over theta_d of L_dom(D(z + sigma * n1)).
 
         `finite` says whether the G step's losses so far are finite (a step is applied whole or
-        not at all). Returns `(gradients, finite, overflow, metrics)`, `metrics` the step's
-        `domain_loss` and `domain_accuracy` (counted only if the whole step is applied); adds
-        `sigma` (and, without `apply_updates`, `domain_loss`) to `logs`.
+        not at all). Returns `(finite, overflow, metrics)`, `metrics` the step's `domain_loss`
+        and `domain_accuracy` (counted only if the whole step is applied); adds `sigma` to `logs`.
         """
         variables = self._domain_variables
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -481,15 +448,12 @@ class UADAModel(keras.Model):
             tape.gradient(scaled, variables), self.domain_optimizer, self.gradient_clip
         )
         losses_finite = finite & tf.math.is_finite(step_guard.sum_over_replicas(d_loss))
-        if not apply_updates:
-            logs["domain_loss"] = d_loss
-            return grads, losses_finite & grads_finite, tf.constant(False), {}
         finite, overflow = step_guard.apply_or_skip(
             self.domain_optimizer, grads, variables,
             losses_finite=losses_finite, grads_finite=grads_finite,
         )  # fmt: skip
-        accuracy = losses.domain_accuracy(d_logits, num_source)
-        return grads, finite, overflow, {"domain_loss": d_loss, "domain_accuracy": accuracy}
+        accuracy = losses.pooled_domain_accuracy(d_logits, num_source)
+        return finite, overflow, {"domain_loss": d_loss, "domain_accuracy": accuracy}
 
     def _source_first(self, source_images, target_images, invalid_labels):
         """The batch R sees: `[x_s ; x_t]` (`[num_source + num_target, H, W, 3]`), or `x_s` alone
@@ -612,32 +576,6 @@ class UADAModel(keras.Model):
         return cls(**config)
 
 
-class TrainingGuard(keras.callbacks.Callback):
-    """Stops `UADAModel.fit` with a clear error on invalid labels (when the step's own assertion
-    could not raise, e.g. under XLA) or after `max_consecutive_skips` consecutive skipped steps.
-    `UADAModel.fit` adds it; pass your own to the `callbacks` to replace it."""
-
-    def on_train_batch_end(self, batch, logs=None):
-        model = self.model
-        if int(keras.ops.convert_to_numpy(model._invalid_label_steps.value)) > 0:
-            model.stop_training = True
-            raise tf.errors.InvalidArgumentError(
-                None,
-                None,
-                f"`source_labels` must hold class ids 0..{model.num_classes - 1} or the ignore "
-                "label 255; a batch held other values (the step was skipped).",
-            )
-        consecutive = int(keras.ops.convert_to_numpy(model._consecutive_skips.value))
-        if consecutive >= model.max_consecutive_skips:
-            model.stop_training = True
-            raise NonFiniteLossError(
-                f"{consecutive} consecutive training steps were skipped because a loss or a "
-                "gradient was not finite (NaN or Inf). Check the input images (finite, RGB in "
-                "[0, 255]) and the learning rate. Received: "
-                f"max_consecutive_skips={model.max_consecutive_skips}"
-            )
-
-
 def build_uada_model(mode="uada", backbone="resnet50", norm="dan", output_stride=8, weights=None,
                      image_size=(384, 768), num_classes=19, lambda_conf=0.01, *,
                      synchronized=None, dan_target_epsilon=None, **kwargs):  # fmt: skip
@@ -665,8 +603,7 @@ def build_uada_model(mode="uada", backbone="resnet50", norm="dan", output_stride
     Returns:
         A `UADAModel`, not compiled.
     """
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
+    _check_mode(mode)  # before building anything
     if synchronized is None:
         synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
     features = build_backbone(
@@ -683,6 +620,11 @@ def build_uada_model(mode="uada", backbone="resnet50", norm="dan", output_stride
         representation, head, domain_classifier, mode=mode, num_classes=num_classes,
         lambda_conf=lambda_conf, **kwargs,
     )  # fmt: skip
+
+
+def _check_mode(mode):
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
 
 
 def _confusion_gradient_ratio(z_grad, num_source):

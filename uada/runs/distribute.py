@@ -41,7 +41,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+from uada.names import STRATEGIES
 
 
 def get_strategy(name="default", devices=None):

@@ -21,7 +21,7 @@ Resolutions:
   native size, labels untouched.
 
 Every image of every domain is predicted by the same model in inference mode (moving statistics,
-no domain input). Every kept checkpoint with label-free selection: `uada.runs.eval_curve`.
+no domain input). Every kept checkpoint with label-free selection: `uada.analysis.eval_curve`.
 """
 
 import contextlib
@@ -34,7 +34,7 @@ from absl import logging
 from uada import metrics
 from uada.data import domains as domains_lib
 from uada.data import pipeline
-from uada.models import adabn, inference
+from uada.models import adabn, label_prediction
 from uada.models.adabn import ADAPT_STATISTICS
 from uada.runs import workdir as workdir_lib
 from uada.runs import write_errors
@@ -108,7 +108,7 @@ def evaluate_model(model, config, domains=None, *, resolution=None, max_images=N
         )
     domains, resolution, max_images = resolve_options(config, domains, resolution, max_images)
     domains_lib.ensure_demo(config)
-    predict = inference.resized_label_function(model.segmenter)
+    predict = label_prediction.resized_label_function(model.segmenter)
     results = {}
     for name in domains:
         domain = domains_lib.get_domain(name, config)

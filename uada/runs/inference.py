@@ -15,8 +15,9 @@ Every image, of any size, is read as 8-bit RGB (greyscale is repeated over the c
 channel is dropped, 16-bit samples keep their high byte, a JPEG's EXIF orientation is applied),
 resized to the model's input size (bilinear, anti-aliased: `uada.data.pipeline.resize`) and
 predicted in inference mode without any domain input; the logits are resized bilinearly back to
-the image's size and the argmax is the label (`uada.models.inference.resized_label_function`, the
-rule of `python -m uada.evaluate --resolution=full`). A file that cannot be read as an image is
+the image's size and the argmax is the label
+(`uada.models.label_prediction.resized_label_function`, the rule of
+`python -m uada.evaluate --resolution=full`). A file that cannot be read as an image is
 skipped with a warning and reported in the result (`Predictions.unreadable`).
 
 `export`: the SavedModel (Keras `ExportArchive`) has one endpoint, `serve`: float32 RGB images in
@@ -36,7 +37,7 @@ from PIL import Image, ImageOps
 
 from uada.data import labels as labels_lib
 from uada.data import pipeline
-from uada.models import inference
+from uada.models import label_prediction
 from uada.runs import workdir as workdir_lib
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -169,7 +170,7 @@ def predict(config, workdir, inputs, output, *, checkpoint=None,
         raise ValueError(f"`overlay_alpha` must be in [0, 1]. Received: {overlay_alpha!r}")
     pairs = image_files(inputs, exclude=output)
     model, _ = workdir_lib.load_model(config, workdir, checkpoint)
-    labels_at = inference.resized_label_function(model.segmenter)
+    labels_at = label_prediction.resized_label_function(model.segmenter)
     progbar = keras.utils.Progbar(len(pairs), unit_name="image", verbose=verbose)
     written, unreadable = [], []
     for i, (file, stem) in enumerate(pairs):

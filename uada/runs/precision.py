@@ -13,7 +13,7 @@ float32 (see `uada.models.UADAModel`).
 
 import keras
 
-PRECISIONS = ("none", "mixed_bfloat16", "mixed_float16")
+from uada.names import PRECISIONS
 
 _POLICIES = {
     "none": "float32",

@@ -67,7 +67,8 @@ from uada.data import domains as domains_lib
 from uada.data import labels as labels_lib
 from uada.data import pipeline
 from uada.models import schedules
-from uada.models.uada_model import TrainingGuard
+from uada.models.framework_internals import is_multi_worker
+from uada.models.step_guard import TrainingGuard
 from uada.runs import distribute, evaluation, precision, preemption, workdir_lock, write_errors
 from uada.runs import workdir as workdir_lib
 
@@ -76,13 +77,14 @@ from uada.runs import workdir as workdir_lib
 
 
 def _optimizer(config, steps_per_epoch, name):
-    schedule = schedules.learning_rate_schedule(
+    return schedules.sgd(
         config.learning_rate,
         steps_per_epoch=steps_per_epoch,
         decay_epochs=config.lr_decay_epochs,
         factor=config.lr_decay_factor,
+        momentum=config.momentum,
+        name=name,
     )
-    return keras.optimizers.SGD(schedule, momentum=config.momentum, name=name)
 
 
 def compile_model(model, config, steps_per_epoch):
@@ -203,7 +205,7 @@ def _train_and_evaluate(config, workdir, strategy, chief, verbose):
             )
         )
 
-    if _is_multi_worker(strategy):
+    if is_multi_worker(strategy):
         stop = preemption.PreemptionCheckpoints(strategy.cluster_resolver, manager)
     else:
         stop = preemption.StopOnSignals()
@@ -225,14 +227,9 @@ def _steps_per_epoch(config, source, target, replicas=1):
     return max(1, min(sizes) // (config.batch_size * replicas))
 
 
-def _is_multi_worker(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    return resolver is not None and bool(resolver.cluster_spec().as_dict())
-
-
 def _is_chief(strategy):
     """Whether this process writes the workdir (always, except non-chief multi-workers)."""
-    if not _is_multi_worker(strategy):
+    if not is_multi_worker(strategy):
         return True
     resolver = strategy.cluster_resolver
     return resolver.task_type in (None, "chief") or (
@@ -259,7 +256,7 @@ def _train_loop(model, config, workdir, iterator, step, total_steps, manager, st
         writer = tf.summary.create_file_writer(summary_dir)
     image_batches = _image_summary_batches(config) if config.image_summary_every else {}
     progbar = keras.utils.Progbar(
-        total_steps, stateful_metrics=_LOG_NAMES, unit_name="step", verbose=int(verbose)
+        total_steps, stateful_metrics=model.log_names, unit_name="step", verbose=int(verbose)
     )
     log = logging.info if verbose else logging.debug
     current = int(step.numpy())
@@ -309,10 +306,8 @@ def _save_checkpoint(manager, step):
         manager.save(checkpoint_number=step)
 
 
-_LOG_NAMES = ("loss", "seg_loss", "domain_loss", "confusion_loss", "domain_accuracy",
-              "confusion_clipped_fraction", "confusion_gradient_ratio", "lr", "sigma",
-              "skipped_steps")  # fmt: skip
-# The progress bar's share of them (TensorBoard has all): a line that fits a terminal.
+# The progress bar's share of the step's logs (`UADAModel.log_names`; TensorBoard has all): a
+# line that fits a terminal.
 _BAR_NAMES = ("seg_loss", "domain_loss", "domain_accuracy", "lr")
 
 

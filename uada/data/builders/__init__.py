@@ -31,9 +31,10 @@ from etils import epath
 
 from uada.data.builders.apolloscape.apolloscape import UadaApolloscape
 from uada.data.builders.cityscapes.cityscapes import UadaCityscapes
-from uada.data.builders.common import CONFIG_NAMES, CorruptFileError, SegmentationBuilder
+from uada.data.builders.common import CorruptFileError, SegmentationBuilder
 from uada.data.builders.gta5.gta5 import UadaGta5
 from uada.data.builders.mapillary.mapillary import UadaMapillaryVistas
+from uada.names import RESOLUTIONS
 
 BUILDERS = {
     "gta5": UadaGta5,
@@ -57,9 +58,9 @@ def builder(name, *, data_dir=None, config="384x768", skip_corrupt=False):
     """
     if name not in BUILDERS:
         raise ValueError(f"`name` must be one of {sorted(BUILDERS)}. Received: name={name!r}")
-    if config not in CONFIG_NAMES:
+    if config not in RESOLUTIONS:
         raise ValueError(
-            f"`config` must be one of {list(CONFIG_NAMES)}. Received: config={config!r}"
+            f"`config` must be one of {list(RESOLUTIONS)}. Received: config={config!r}"
         )
     return BUILDERS[name](data_dir=data_dir, config=config, skip_corrupt=skip_corrupt)
 
@@ -132,7 +133,6 @@ def _squeeze_label(example):
 
 __all__ = [
     "BUILDERS",
-    "CONFIG_NAMES",
     "CorruptFileError",
     "SegmentationBuilder",
     "UadaApolloscape",

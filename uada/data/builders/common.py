@@ -63,7 +63,6 @@ CONFIGS = (
         description="Native resolution, for evaluation at label resolution.",
     ),
 )
-CONFIG_NAMES = tuple(config.name for config in CONFIGS)
 
 
 class CorruptFileError(ValueError):

@@ -4,7 +4,7 @@
 (`uada.models.backbones.build_base_model`) behind the backbone's own input preprocessing
 (`ImagePreprocessing(PREPROCESSING)`, as `build_backbone` puts it in front) and under a global
 average pooling and a linear classifier, on shapes and patterns in random styles
-(`uada.data.pretraining`). Only the base's weights are written: the file `--weights=FILE`
+(`uada.data.pattern_images`). Only the base's weights are written: the file `--weights=FILE`
 loads for `--backbone=resnet_tiny`, as an ImageNet file for ResNet-50.
 
 Training images are an endless stream (example indices 0, 1, 2, ...); the held-out images are a
@@ -13,9 +13,10 @@ fixed set drawn from indices no training step reaches.
 Example:
 
 ```python
-from uada.runs import pretraining
+from uada.runs import backbone_pretraining
 
-accuracy = pretraining.pretrain_resnet_tiny("workdirs/demo_pretrained/resnet_tiny.weights.h5")
+weights = "workdirs/demo_pretrained/resnet_tiny.weights.h5"
+accuracy = backbone_pretraining.pretrain_resnet_tiny(weights)
 ```
 
 or from a shell: `python -m uada.pretrain --output=workdirs/demo_pretrained/resnet_tiny.weights.h5`.
@@ -27,7 +28,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from uada.data import pretraining as pretraining_data
+from uada.data import pattern_images
 from uada.models.backbones import PREPROCESSING, build_base_model
 from uada.models.preprocessing import ImagePreprocessing
 
@@ -39,7 +40,7 @@ _HELD_OUT_START = 10**9
 
 def pretrain_resnet_tiny(output, *, steps=DEFAULT_STEPS, batch_size=32, learning_rate=2e-3,
                          seed=0, image_size=(64, 64), held_out_images=1000, verbose=1):  # fmt: skip
-    """Pretrains `resnet_tiny` on `uada.data.pretraining`; writes the base's weights.
+    """Pretrains `resnet_tiny` on `uada.data.pattern_images`; writes the base's weights.
 
     Args:
         output: path of the weights file to write; must end in `.weights.h5`. Parent folders are
@@ -75,7 +76,7 @@ def pretrain_resnet_tiny(output, *, steps=DEFAULT_STEPS, batch_size=32, learning
     x = ImagePreprocessing(PREPROCESSING, name="preprocessing")(images)
     x = base(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    logits = keras.layers.Dense(pretraining_data.NUM_CLASSES, name="classifier")(x)
+    logits = keras.layers.Dense(pattern_images.NUM_CLASSES, name="classifier")(x)
     classifier = keras.Model(images, logits, name="resnet_tiny_pretraining")
     classifier.compile(
         optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate,
@@ -84,7 +85,7 @@ def pretrain_resnet_tiny(output, *, steps=DEFAULT_STEPS, batch_size=32, learning
         metrics=["accuracy"],
     )  # fmt: skip
 
-    held_out = pretraining_data.draw_batch(seed, _HELD_OUT_START, held_out_images, image_size)
+    held_out = pattern_images.draw_batch(seed, _HELD_OUT_START, held_out_images, image_size)
     classifier.fit(
         _training_stream(seed, batch_size, image_size),
         steps_per_epoch=steps,
@@ -105,7 +106,7 @@ def _training_stream(seed, batch_size, image_size):
     def batches():
         start = 0
         while True:
-            images, labels = pretraining_data.draw_batch(seed, start, batch_size, image_size)
+            images, labels = pattern_images.draw_batch(seed, start, batch_size, image_size)
             yield images.astype("float32"), labels
             start += batch_size
 

@@ -150,7 +150,7 @@ def run_vectors(workdir, *, domain_source=None, domain_target=None, num_vectors=
         checkpoint: a checkpoint prefix; `None` for the latest.
 
     Returns:
-        `{"source": sample, "target": sample}`, each as `retrieval.sample_positions` returns it
+        `{"source": sample, "target": sample}`, each as `sample_positions` returns it
         (with `p_target` where the run has a domain classifier).
     """
     config = workdir_lib.load_config(workdir)

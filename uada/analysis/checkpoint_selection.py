@@ -4,8 +4,9 @@ Adversarial training swings from checkpoint to checkpoint, and the target's labe
 pick the best one, are exactly what unsupervised adaptation may not use. These signals use the
 target's *images* only (and the labelled source):
 
-- `domain_accuracy`: the balanced accuracy `(acc_source + acc_target) / 2` of D's per-position
-  prediction (logit > 0: target) on held-out source and target images, in inference mode.
+- `domain_accuracy`: the balanced accuracy `(acc_source + acc_target) / 2`
+  (`balanced_domain_accuracy`) of D's per-position prediction (logit > 0: target) on held-out
+  source and target images, in inference mode.
   Better: closest to chance, the smallest `abs(acc - 0.5)`.
 - `target_entropy`: the mean over target pixels of `-sum_c p_c ln p_c` (natural log: nats), `p`
   the softmax of the logits in inference mode. Better: lowest.
@@ -42,7 +43,7 @@ import numpy as np
 import scipy.stats
 import tensorflow as tf
 
-from uada.analysis import retrieval as retrieval_lib
+from uada.analysis import retrieval_curve
 from uada.runs import workdir as workdir_lib
 
 SIGNALS = ("domain_accuracy", "target_entropy", "retrieval_alignment")
@@ -76,7 +77,7 @@ def prediction_entropy(logits):
     return -tf.reduce_sum(tf.exp(log_p) * log_p, axis=-1).numpy()
 
 
-def domain_accuracy(source_logits, target_logits):
+def balanced_domain_accuracy(source_logits, target_logits):
     """Balanced accuracy of domain logits (logit > 0 means target) on source and target positions.
 
     Args:
@@ -99,8 +100,9 @@ def domain_accuracy(source_logits, target_logits):
 def retrieval_alignment(source_vectors, target_vectors, max_k=49):
     """Area under the retrieval curve over the area under the perfect line `k / 2`.
 
-    The curve is `uada.analysis.retrieval.retrieval_curve` (`k = 1..max_k`); the areas are sums
-    over `k`. Give equally many source and target vectors: perfect mixing is then about `k / 2`.
+    The curve is `uada.analysis.retrieval_curve.retrieval_curve` (`k = 1..max_k`); the areas are
+    sums over `k`. Give equally many source and target vectors: perfect mixing is then about
+    `k / 2`.
 
     Args:
         source_vectors: float array `[n, d]`.
@@ -110,7 +112,7 @@ def retrieval_alignment(source_vectors, target_vectors, max_k=49):
     Returns:
         `sum_k curve[k] / sum_k (k / 2)`, a float (0: no target vector has a source neighbour).
     """
-    curve = retrieval_lib.retrieval_curve(source_vectors, target_vectors, max_k=max_k)
+    curve = retrieval_curve.retrieval_curve(source_vectors, target_vectors, max_k=max_k)
     return float(np.sum(curve) / np.sum(np.arange(1, max_k + 1) / 2))
 
 

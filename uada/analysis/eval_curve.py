@@ -11,9 +11,9 @@ curve and in the reported table's note):
 
 1. the per-domain IoU (`uada.runs.evaluation.evaluate_model`, with AdaBN if asked), cached in
    `DIR/eval_checkpoints/<measured>_adapt-<none|target>_images-<N|all>/ckpt-<step>.json`;
-2. the label-free signals of `uada.analysis.selection` (`checkpoint_signals`, on the model's own
-   statistics, from the validation images of the run's source and target, never a target
-   label), cached in `DIR/eval_checkpoints/signals_images-<N|all>/ckpt-<step>.json`.
+2. the label-free signals of `uada.analysis.checkpoint_selection` (`checkpoint_signals`, on the
+   model's own statistics, from the validation images of the run's source and target, never a
+   target label), cached in `DIR/eval_checkpoints/signals_images-<N|all>/ckpt-<step>.json`.
 
 A cache file is written (atomically) once its numbers are complete, and a rerun computes only
 what is missing: new checkpoints, new domains (a cache file older than its checkpoint, which was
@@ -28,8 +28,8 @@ then written again, is recomputed). From the cache the command writes
 - `DIR/eval_curve.png` (same stem): mIoU per domain against the step, the selected checkpoint
   marked;
 - `DIR/eval_<measured>[_adabn]_select_<select>.json` and `.md`: the per-domain table of the
-  checkpoint chosen by `--select` (`uada.analysis.selection.select_checkpoint`), with a line
-  saying which checkpoint it is and why, also printed.
+  checkpoint chosen by `--select` (`uada.analysis.checkpoint_selection.select_checkpoint`), with a
+  line saying which checkpoint it is and why, also printed.
 """
 
 import json
@@ -40,8 +40,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from uada.analysis import figures, selection
-from uada.analysis import retrieval as retrieval_lib
+from uada.analysis import checkpoint_selection, figures, retrieval_curve
 from uada.data import domains as domains_lib
 from uada.data import pipeline
 from uada.runs import evaluation
@@ -60,7 +59,7 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
         workdir: the run's directory.
         domains, resolution, max_images, adapt_statistics, adapt_max_images: as
             `uada.runs.evaluation.evaluate`'s.
-        select: `"last"` or a signal of `uada.analysis.selection.SIGNALS`.
+        select: `"last"` or a signal of `uada.analysis.checkpoint_selection.SIGNALS`.
         print_table: print the selected checkpoint's table and why it was selected.
 
     Returns:
@@ -71,9 +70,10 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
         uada.runs.workdir.DamagedCheckpointError: every checkpoint is damaged.
         ValueError: `select` is unknown or needs a signal the run does not have.
     """
-    if select not in selection.SELECTIONS:
+    if select not in checkpoint_selection.SELECTIONS:
         raise ValueError(
-            f"`select` must be one of {selection.SELECTIONS}. Received: select={select!r}"
+            f"`select` must be one of {checkpoint_selection.SELECTIONS}. "
+            f"Received: select={select!r}"
         )
     if select == "domain_accuracy" and config.mode != "uada":
         raise ValueError(
@@ -148,7 +148,7 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
             f"evaluated:\n{workdir_lib.damaged_lines(damaged)}",
             damaged,
         )
-    step, reason = selection.select_checkpoint(rows, select)
+    step, reason = checkpoint_selection.select_checkpoint(rows, select)
     note = f"Reporting checkpoint ckpt-{step} (step {step}): {reason}."
     if damaged:
         note += (
@@ -163,7 +163,7 @@ def evaluate_checkpoints(config, workdir, domains=None, *, resolution=None, max_
         f"eval_curve_{measured}{suffix}"
     )  # fmt: skip
     listed = [{"step": checkpoint_step(p), "damaged": why} for p, why in damaged.items()]
-    selection.write_curve(
+    checkpoint_selection.write_curve(
         os.path.join(workdir, f"{stem}.csv"), sorted(rows + listed, key=lambda r: r["step"])
     )
     figures.plot_eval_curve(
@@ -194,7 +194,7 @@ def checkpoint_step(prefix):
 
 def checkpoint_signals(model, config, *, max_images=0, num_vectors=5000, positions_per_image=10,
                        seed=0, max_k=49):  # fmt: skip
-    """The label-free signals of a restored model (`uada.analysis.selection`).
+    """The label-free signals of a restored model (`uada.analysis.checkpoint_selection`).
 
     Computed in inference mode on the validation images of the run's source and target (at most
     `max_images` each); no label is read.
@@ -229,23 +229,25 @@ def checkpoint_signals(model, config, *, max_images=0, num_vectors=5000, positio
             logits, d_logits = forward(images)
             outputs.append(d_logits.numpy())
             if role == "target":
-                entropy = selection.prediction_entropy(logits)
+                entropy = checkpoint_selection.prediction_entropy(logits)
                 entropy_sum += float(np.sum(entropy, dtype=np.float64))
                 pixels += entropy.size
         domain_logits[role] = np.concatenate(outputs)
-        vectors[role] = retrieval_lib.sample_positions(
+        vectors[role] = retrieval_curve.sample_positions(
             model.representation, dataset, positions_per_image=positions_per_image,
             max_vectors=num_vectors, seed=seed,
         )["vectors"]  # fmt: skip
     n = min(len(vectors["source"]), len(vectors["target"]))
     return {
         "domain_accuracy": (
-            selection.domain_accuracy(domain_logits["source"], domain_logits["target"])
+            checkpoint_selection.balanced_domain_accuracy(
+                domain_logits["source"], domain_logits["target"]
+            )
             if has_d
             else None
         ),
         "target_entropy": entropy_sum / pixels,
-        "retrieval_alignment": selection.retrieval_alignment(
+        "retrieval_alignment": checkpoint_selection.retrieval_alignment(
             vectors["source"][:n], vectors["target"][:n], max_k=min(max_k, 2 * n - 1)
         ),
     }

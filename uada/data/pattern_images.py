@@ -7,7 +7,7 @@ This module is the demo's analogue of ImageNet. `python -m uada.pretrain` trains
 ResNet-50, so a demo run can start from generic low-level features (edges, corners, colour and
 texture contrasts) instead of random ones.
 
-It is built to share nothing with the demo domains (`uada.data.demo`) but the camera-look
+It is built to share nothing with the demo domains (`uada.data.demo_generator`) but the camera-look
 renderer:
 
 - the task is classification of the one figure in an image into `NUM_CLASSES` classes
@@ -16,10 +16,10 @@ renderer:
   no street scene, no street class;
 - every image draws its own style from wide ranges, independently of the label: figure,
   background and pattern colours, the background's gradient and texture, and the camera look of
-  `uada.data.demo.render` (texture amplitude 0-0.35, blur sigma 0-1.5 px, saturation 0-1.6,
-  per-channel colour cast 0.65-1.35, brightness 0.45-1.45, contrast 0.5-1.4, vignette 0-0.4,
-  noise 0-14). The demo domains' three fixed looks (`uada.data.demo.domain_style`) are not used:
-  the pretraining set is style-diverse as ImageNet is, not a fourth domain.
+  `uada.data.demo_generator.render` (texture amplitude 0-0.35, blur sigma 0-1.5 px, saturation
+  0-1.6, per-channel colour cast 0.65-1.35, brightness 0.45-1.45, contrast 0.5-1.4, vignette
+  0-0.4, noise 0-14). The demo domains' three fixed looks (`uada.data.demo_generator.domain_style`)
+  are not used: the pretraining set is style-diverse as ImageNet is, not a fourth domain.
 
 An example is fixed by `(seed, index)`: `np.random.default_rng([seed, index])` draws the label,
 the figure and the style, in that order.
@@ -27,17 +27,17 @@ the figure and the style, in that order.
 Example:
 
 ```python
-from uada.data import pretraining
+from uada.data import pattern_images
 
-image, label = pretraining.draw_example(seed=0, index=7)  # uint8 [64, 64, 3], int in [0, 10)
-images, labels = pretraining.draw_batch(seed=0, start=0, count=32)
+image, label = pattern_images.draw_example(seed=0, index=7)  # uint8 [64, 64, 3], int in [0, 10)
+images, labels = pattern_images.draw_batch(seed=0, start=0, count=32)
 ```
 """
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from uada.data.demo import check_image_size, render
+from uada.data.demo_generator import check_image_size, render
 
 CLASS_NAMES = (
     "ellipse", "rectangle", "triangle", "star", "ring", "cross",

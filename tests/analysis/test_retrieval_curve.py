@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from uada.analysis import figures, retrieval
+from uada.analysis import figures, retrieval_curve
 from uada.data.labels import PALETTE, colorize
 
 
@@ -13,7 +13,7 @@ def test_hand_computed_curve():
     # then s(0) and s(10) tied.
     source = np.array([[0.0], [10.0]])
     target = np.array([[1.0], [11.0], [5.0]])
-    curve = retrieval.retrieval_curve(source, target, max_k=2)
+    curve = retrieval_curve.retrieval_curve(source, target, max_k=2)
     np.testing.assert_allclose(curve, [2 / 3, 1.0])
 
 
@@ -34,7 +34,7 @@ def test_matches_brute_force_and_limits(shift):
     rng = np.random.default_rng(0)
     source = rng.normal(size=(150, 8))
     target = rng.normal(size=(120, 8)) + shift
-    curve = retrieval.retrieval_curve(source, target, max_k=20, chunk_size=37)
+    curve = retrieval_curve.retrieval_curve(source, target, max_k=20, chunk_size=37)
     np.testing.assert_allclose(curve, _brute_force(source, target, 20), atol=1e-12)
     k = np.arange(1, 21)
     if shift == 0.0:  # same distribution: close to the share of source vectors in the pool
@@ -45,13 +45,13 @@ def test_matches_brute_force_and_limits(shift):
 
 def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="same width"):
-        retrieval.retrieval_curve(np.zeros((3, 2)), np.zeros((3, 4)))
+        retrieval_curve.retrieval_curve(np.zeros((3, 2)), np.zeros((3, 4)))
     with pytest.raises(ValueError, match=r"max_k=10"):
-        retrieval.retrieval_curve(np.zeros((3, 2)), np.zeros((3, 2)), max_k=10)
+        retrieval_curve.retrieval_curve(np.zeros((3, 2)), np.zeros((3, 2)), max_k=10)
 
 
 def test_domain_accuracy_per_class():
-    table = retrieval.domain_accuracy_per_class(
+    table = retrieval_curve.domain_accuracy_per_class(
         source_p_target=np.array([0.1, 0.9, 0.2]),
         source_classes=np.array([0, 0, 13]),
         target_p_target=np.array([0.8, 0.4]),
