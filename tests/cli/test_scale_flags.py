@@ -29,11 +29,13 @@ def shared_mirrored(monkeypatch, mirrored_strategy):
 
 
 def _train(workdir, data_dir, *flags):
-    """`python -m uada.train` on the smoke flags, in this process; returns its stderr."""
-    return run_main(
+    """`python -m uada.train` on the smoke flags, in this process; returns what it printed
+    (uada's own lines go to stdout, warnings to stderr)."""
+    result = run_main(
         "uada.train", "--flagfile=experiments/smoke.flags", f"--workdir={workdir}",
         f"--data_dir={data_dir}", "--eval_max_images=2", "--image_summary_every=0", *flags,
-    ).stderr  # fmt: skip
+    )  # fmt: skip
+    return result.stdout + result.stderr
 
 
 def _trainable(values):
