@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import HANG_GUARD_SECONDS, REPO
 
 from uada import console
 
@@ -36,7 +36,7 @@ def _run(module, *argv):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
         [sys.executable, "-m", module, *argv], cwd=REPO, env={**env, "CUDA_VISIBLE_DEVICES": ""},
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=HANG_GUARD_SECONDS,
     )  # fmt: skip
     result.stdout, result.stderr = (
         text.replace("\r", "\n") for text in (result.stdout, result.stderr)
