@@ -369,9 +369,9 @@ def define_reproduce_flags(flag_values=flags.FLAGS):
     flags.DEFINE_list(
         "table",
         None,
-        f"The paper's tables, comma-separated, of {[str(t) for t in paper_tables.TABLES]}, or "
-        "'all' "
-        "(with --demo: every table the demo has).",
+        f"Tables, comma-separated, of {[str(t) for t in paper_tables.TABLES]} (the paper's by "
+        "number; 'methods': the adaptation methods with DAN and BN), or 'all': every table of "
+        "the paper (with --demo: every one the demo has).",
         flag_values=fv,
     )
     flags.mark_flag_as_required("table", flag_values=fv)
@@ -397,6 +397,13 @@ def define_reproduce_flags(flag_values=flags.FLAGS):
         "seeds",
         lambda value: all(v.lstrip("-").isdigit() for v in value) and len(set(value)) == len(value),
         message="--seeds must be distinct integers, e.g. 0,1,2.",
+        flag_values=fv,
+    )
+    flags.DEFINE_list(
+        "rows",
+        [],
+        'Only these row labels of the --table, comma-separated (e.g. "source only,UADA"): '
+        "their runs and the comparisons between them; default: every row.",
         flag_values=fv,
     )
     flags.DEFINE_boolean(
@@ -433,6 +440,7 @@ def define_reproduce_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string(
         "output",
         None,
-        "Markdown file (one --table only); default WORKDIR_ROOT/[demo_tables/]table<N>.md.",
+        "Markdown file (one --table only); default WORKDIR_ROOT/[demo_tables/]table<N>.md "
+        "(table_methods.md).",
         flag_values=fv,
     )

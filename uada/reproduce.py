@@ -1,8 +1,9 @@
 """Reproduces a table of the paper: runs (or reuses) its experiments and renders it.
 
-    python -m uada.reproduce --table=1|2|3|4|6|1,2,3,4|all [--demo] [--seeds=0,1,2] [--dry_run] \
-        [--workdir_root=workdirs] [--set=train_steps=1000 --set=data_dir=DIR ...] \
-        [--convention=official|original] [--output=table.md] [--experiments_dir=experiments]
+    python -m uada.reproduce --table=1|2|3|4|6|methods|1,2,3,4|all [--demo] [--seeds=0,1,2] \
+        [--rows="source only,UADA"] [--dry_run] [--workdir_root=workdirs] \
+        [--set=train_steps=1000 --set=data_dir=DIR ...] [--convention=official|original] \
+        [--output=table.md] [--experiments_dir=experiments]
 
 Each table (`uada.runs.paper_tables.TABLES`) lists its cells: the experiment file
 (`experiments/<name>.flags`) whose run fills the cell, the domain the cell is tested on, and the
@@ -16,7 +17,14 @@ paper's number. For each distinct configuration among the cells, one run:
 Workdirs are `WORKDIR_ROOT/<experiment name>` (the default of `python -m uada.train`); experiments
 with the same configuration (e.g. Table 2's DAN/UADA and Table 4's UADA) share one run. The table
 is printed as Markdown in the paper's layout, with the paper's number and the measured one side by
-side, and written to `--output` (default `WORKDIR_ROOT/[demo_tables/]table<N>.md`).
+side, and written to `--output` (default `WORKDIR_ROOT/[demo_tables/]table<N>.md`,
+`table_methods.md`).
+
+`--table=methods` is not a table of the paper: the adaptation methods (source only, AdaBN, UADA,
+MinEnt, AdvEnt, AdaptSegNet, self-training), each with DAN and with BN, tested on the target, and
+the target oracle (DAN) as the bound; each method's published GTA5 -> Cityscapes number is beside
+it for orientation only (another network and budget). Below it, the room for adaptation (oracle -
+source only, DAN) and each method's share of it. `--table=all` is the paper's tables only.
 
 `--demo`: each experiment is mapped to the built-in demo domains and small settings: the flags of
 `experiments/demo.flags` (demo_source -> demo_target, unseen demo_unseen, the small backbone,
@@ -31,11 +39,17 @@ is an error.
 `--seeds=0,1,2` runs (or reuses) every cell once per seed, in
 `WORKDIR_ROOT/[demo_tables/]seed<N>/<name>`, and renders each cell as mean ± sample standard
 deviation with the individual runs; below each table, its comparisons (e.g. UADA - source only)
-as paired differences over the seeds with their standard error, called real only when
-`|mean| > 2 SE` (`uada.analysis.tables.paired_difference`). With `--demo`, a seed also draws
-other demo domains (they are generated from the seed). Every table also has the bounds of
-adaptation: a source-only row and a target-oracle row (`experiments/gta2cs_target_oracle.flags`:
-trained on the target's labels with the same budget).
+as differences paired by seed: the mean, its 95% confidence interval, the paired t-test's p-value
+(`scipy.stats.ttest_rel`) and Holm's adjusted p-value over the table's comparisons
+(`uada.analysis.tables.paired_difference`, `holm`). A raw p < 0.05 is marked **flagged**: a
+candidate to re-run on new seeds, not a finding. With `--demo`, a seed also draws other demo
+domains (they are generated from the seed). Every table also has the bounds of adaptation: a
+source-only row and a target-oracle row (`experiments/gta2cs_target_oracle.flags`: trained on
+the target's labels with the same budget).
+
+`--rows="source only,UADA"` (one `--table`) keeps only those rows: only their runs are trained
+and only the comparisons between them are reported (and adjusted together), so a confirmation on
+new seeds runs just the cells it needs. An unknown label is an error that lists the table's rows.
 
 `--set=name=value` overrides a training flag of every run (validated like `python -m uada.train`'s
 flags), e.g. `--set=train_steps=1000` or `--set=data_dir=DIR`.
@@ -44,6 +58,8 @@ flags), e.g. `--set=train_steps=1000` or `--set=data_dir=DIR`.
 command runs from any directory (e.g. with uada installed as a package:
 `--experiments_dir=/path/to/uada/experiments`); relative `--flagfile=experiments/...` lines inside
 the files are resolved against that folder's parent, and the process's directory never changes.
+A run shared with another table's experiment is found only among the experiment files the folder
+has.
 """
 
 # ruff: noqa: E402 (the imports below come after the console has started)
@@ -65,15 +81,22 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     fv = flags.FLAGS
     if fv.table == ["all"]:
-        numbers = [n for n, spec in paper_tables.TABLES.items() if spec.demo or not fv.demo]
+        keys = [
+            key
+            for key, spec in paper_tables.TABLES.items()
+            if spec.paper and (spec.demo or not fv.demo)
+        ]
     else:
-        numbers = [int(n) for n in fv.table]
-    if fv.output and len(numbers) > 1:
-        raise app.UsageError(f"--output takes one --table. Received: --table={','.join(fv.table)}")
-    for number in numbers:
+        keys = [paper_tables.table_key(name) for name in fv.table]
+    for flag in ("output", "rows"):
+        if fv[flag].value and len(keys) > 1:
+            raise app.UsageError(
+                f"--{flag} takes one --table. Received: --table={','.join(fv.table)}"
+            )
+    for key in keys:
         try:
             text = tables.reproduce(
-                number,
+                key,
                 demo=fv.demo,
                 workdir_root=fv.workdir_root,
                 overrides=tuple(fv.set),
@@ -82,6 +105,7 @@ def main(argv):
                 output=fv.output,
                 experiments_dir=fv.experiments_dir,
                 seeds=tuple(int(seed) for seed in fv.seeds),
+                rows=tuple(fv.rows) or None,
             )
         except command_errors.DATA_ERRORS:
             raise  # what to download, in a few lines (`command_errors.reported` below)

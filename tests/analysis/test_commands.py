@@ -170,20 +170,6 @@ def test_seeds_shift_and_weights_get_their_own_workdirs(tmp_path):
     assert bad.returncode != 0 and "--seeds" in bad.stderr
 
 
-def test_paired_difference_against_hand_computed_values():
-    a = {0: 30.0, 1: 33.0, 2: 36.0}
-    b = {0: 29.0, 1: 30.0, 2: 31.0, 3: 99.0}  # seed 3 has no partner: left out
-    # d = (1, 3, 5): mean 3, std (ddof 1) 2, SE 2 / sqrt(3) = 1.1547; 3 > 2.309: real.
-    mean, se, n, real = tables.paired_difference(a, b)
-    assert (mean, n, real) == (3.0, 3, True) and se == pytest.approx(2 / np.sqrt(3))
-    # d = (1, -3, 5): mean 1, std 4, SE 2.309; 1 < 4.6: not real.
-    mean, se, n, real = tables.paired_difference({0: 30.0, 1: 27.0, 2: 36.0}, b)
-    assert (mean, n, real) == (1.0, 3, False) and se == pytest.approx(4 / np.sqrt(3))
-    mean, se, n, real = tables.paired_difference({0: 30.0}, b)
-    assert (mean, n, real) == (1.0, 1, False) and np.isnan(se)
-    assert tables.summarize([28.0, 30.0, 32.0]) == (30.0, 2.0)
-
-
 def test_render_with_seeds_shows_mean_std_runs_and_paired_differences():
     so = table_runs.parse_config(table_runs.experiment_argv("gta2cs_source_only", demo=True))
     uada = table_runs.parse_config(table_runs.experiment_argv("gta2cs", demo=True))
@@ -206,9 +192,18 @@ def test_render_with_seeds_shows_mean_std_runs_and_paired_differences():
     oracle_row = next(line for line in lines if line.startswith("| target oracle |"))
     assert oracle_row.startswith("| target oracle | - | - | - | 60.0 ± 10.0 (50.0, 60.0, 70.0) |")
     assert "paired by seed over 3 seeds" in "\n".join(lines)
-    assert "- UADA - source only (Cityscapes): +3.0 ± 1.2 (n=3): **real**" in lines
-    # d = (21, 30, 39): std 9, SE 9 / sqrt(3) = 5.2.
-    assert "- target oracle - source only (Cityscapes): +30.0 ± 5.2 (n=3): **real**" in lines
+    # d = (1, 3, 5): mean 3, SE 2 / sqrt(3); with 2 degrees of freedom the t distribution's CDF
+    # is 1/2 + t / (2 sqrt(2 + t^2)), so t = 3 sqrt(3) / 2 has p = 1 - t / sqrt(2 + t^2) = 0.122
+    # and the 95% interval is 3 ± 4.303 SE = [-2.0, +8.0] (test_methods_table.py checks these).
+    # d = (21, 30, 39): mean 30, SE 9 / sqrt(3), t = 5.774, p = 0.029, [+7.6, +52.4]. Holm over
+    # the two comparisons: 2 * 0.0287 = 0.057, then max(0.057, 0.122) = 0.122.
+    assert (
+        "- UADA - source only (Cityscapes): +3.0 [-2.0, +8.0] (n=3), p = 0.122, Holm p = 0.122"
+    ) in lines
+    assert (
+        "- target oracle - source only (Cityscapes): +30.0 [+7.6, +52.4] (n=3), p = 0.029, "
+        "Holm p = 0.057: **flagged**"
+    ) in lines
 
 
 def test_dry_run_command():

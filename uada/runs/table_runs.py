@@ -23,7 +23,7 @@ from uada import config_flags
 from uada.data import demo_generator
 from uada.runs import evaluation, trainer
 from uada.runs import workdir as workdir_lib
-from uada.runs.paper_tables import TABLES, all_experiments
+from uada.runs.paper_tables import all_experiments, get_table
 
 EXPERIMENTS_DIR = "experiments"  # the default of `--experiments_dir`
 DEMO_EXPERIMENT = "demo"  # `--demo` maps each experiment onto experiments/demo.flags
@@ -138,19 +138,19 @@ def _eval_json(workdir, config, suffix=""):
 
 
 def plan(table, *, demo=False, workdir_root="workdirs", overrides=(),
-         experiments_dir=EXPERIMENTS_DIR, seed=None):  # fmt: skip
-    """The runs of `table` (a number in `TABLES`): `{experiment name: Run}` (shared runs repeat).
+         experiments_dir=EXPERIMENTS_DIR, seed=None, rows=None):  # fmt: skip
+    """The runs of `table` (a key in `TABLES`): `{experiment name: Run}` (shared runs repeat).
 
     The experiment files are read from `experiments_dir`. With `seed`, every run gets
     `--seed=<seed>` and its workdir is in a `seed<seed>` folder
-    (`WORKDIR_ROOT/[demo_tables/]seed<seed>/<name>`).
+    (`WORKDIR_ROOT/[demo_tables/]seed<seed>/<name>`). With `rows`, only the runs of those row
+    labels (`Table.select`).
 
     Raises:
-        ValueError: `table` is unknown, or has no demo analogue with `demo`.
+        ValueError: `table` is unknown, a label of `rows` is not one of its rows, or the table
+            has no demo analogue with `demo`.
     """
-    if table not in TABLES:
-        raise ValueError(f"`table` must be one of {sorted(TABLES)}. Received: table={table!r}")
-    spec = TABLES[table]
+    spec = get_table(table, rows)
     if demo and not spec.demo:
         raise ValueError(
             f"Table {table} (Cityscapes -> Mapillary) has no demo analogue: the demo's only "
@@ -188,7 +188,10 @@ def plan(table, *, demo=False, workdir_root="workdirs", overrides=(),
                     run.workdirs += [
                         os.path.join(workdir_root, other)
                         for other in all_experiments()
-                        if other != cell.experiment and parse(other, demo=False)[1] == config
+                        if other != cell.experiment
+                        # a partial experiments folder serves the tables it has files for
+                        and os.path.isfile(os.path.join(experiments_dir, f"{other}.flags"))
+                        and parse(other, demo=False)[1] == config
                     ]
             elif workdir not in run.workdirs:
                 run.workdirs.append(workdir)
