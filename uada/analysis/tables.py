@@ -181,8 +181,8 @@ def render(table, measured, *, convention="official", demo=False, rows=None):
     spec = get_table(table, rows)
     key = CONVENTIONS[convention]
     # A table without any of the paper's numbers (the methods table) has no paper columns.
-    with_paper = any(cell is not None and cell.paper is not None for _, cells in spec.rows
-                     for cell in cells)  # fmt: skip
+    papers = [cell.paper for _, cells in spec.rows for cell in cells if cell is not None]
+    with_paper = any(paper is not None for paper in papers)
     published = dict(spec.published)
     header = [spec.row_header]
     for column in spec.columns:
