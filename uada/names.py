@@ -8,7 +8,7 @@ implement them and document what each name means, and the command lines list the
 | `MODES` | `mode` | `uada.models.UADAModel` |
 | `NORMALIZATIONS` | `norm` | `uada.layers.get_normalization` |
 | `BACKBONES`, `OUTPUT_STRIDES` | `backbone`, `output_stride` | `uada.models.build_backbone` |
-| `DATASETS`, `EVAL_ONLY_DATASETS` | `source`, `target`, `unseen` | `uada.data.domains` |
+| `DATASETS`, `EVAL_ONLY_DATASETS` | `source`, `target`, `unseen` (or a folder with a `DATASET_CARD`) | `uada.data.domains` |
 | `SHIFT_NAMES` | `demo_shift` | `uada.data.demo_generator` (`FACTORS`, `SHIFT_GROUPS`) |
 | `RESOLUTIONS` | `eval_resolution` | `uada.data.builders` (its builder configs) |
 | `STRATEGIES` | `strategy` | `uada.runs.distribute.get_strategy` |
@@ -25,6 +25,9 @@ DATASETS = (
 )  # fmt: skip
 # Datasets without a training split, usable only as unseen (test) domains.
 EVAL_ONLY_DATASETS = ("apolloscape", "demo_unseen")
+# A domain flag also takes the path of a folder holding this file, its dataset card
+# (`uada.data.folder_card`).
+DATASET_CARD = "dataset.json"
 # The demo's shift groups, then its shift factors: what `--demo_shift` takes (comma-separated).
 SHIFT_NAMES = (
     "full", "appearance", "layout", "none",

@@ -1,9 +1,13 @@
-"""The 19 Cityscapes training classes, their palette, and the per-dataset label lookup tables.
+"""The classes a run predicts, their palette, and the per-dataset label lookup tables.
 
-Every dataset is mapped to the 19 Cityscapes train ids (0..18) through a lookup table of 256 entries
-indexed by the dataset's raw label value; every value that the table does not map (including values
-outside a dataset's own range, such as GTA5's 34) becomes `IGNORE_LABEL` (255).
+Every built-in dataset is mapped to the 19 Cityscapes train ids (0..18) through a lookup table of
+256 entries indexed by the dataset's raw label value; every value that the table does not map
+(including values outside a dataset's own range, such as GTA5's 34) becomes `IGNORE_LABEL` (255).
+A folder dataset brings its own classes and palette in its card (`uada.data.folder_card`); a run's
+`Classes` are `CITYSCAPES` or its source card's (`uada.data.domains.run_classes`).
 """
+
+import dataclasses
 
 import numpy as np
 
@@ -58,6 +62,40 @@ PALETTE = np.array(
     dtype=np.uint8,
 )
 
+
+@dataclasses.dataclass(frozen=True)
+class Classes:
+    """The classes a run predicts: their names in class-index order and one RGB colour each.
+
+    Args:
+        names: the class names; class `i` is `names[i]`.
+        palette: one `(r, g, b)` colour per class, in the same order.
+    """
+
+    names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "palette", tuple(tuple(int(v) for v in c) for c in self.palette))
+        if len(self.palette) != len(self.names):
+            raise ValueError(
+                f"`palette` must have one colour per class ({len(self.names)}). "
+                f"Received: {len(self.palette)} colours"
+            )
+
+    def __len__(self):
+        return len(self.names)
+
+    @property
+    def colors(self):
+        """The palette as a uint8 array `(num_classes, 3)`."""
+        return np.array(self.palette, dtype=np.uint8).reshape(-1, 3)
+
+
+# The classes of every built-in dataset.
+CITYSCAPES = Classes(CLASS_NAMES, PALETTE.tolist())
+
 # Raw label value -> train id. Values not listed map to IGNORE_LABEL.
 _CITYSCAPES = {
     7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
@@ -99,18 +137,21 @@ def lookup_table(name):
     return table
 
 
-def colorize(label_map):
-    """Colours a map of train ids with `PALETTE`; ignored (255) pixels are black.
+def colorize(label_map, palette=PALETTE):
+    """Colours a map of class indices with `palette`; ignored (255) pixels are black.
 
     Args:
         label_map: integer array of any shape `S`.
+        palette: uint8 array `(num_classes, 3)`; defaults to the Cityscapes `PALETTE`
+            (`Classes.colors` for a run's own classes).
 
     Returns:
         uint8 array of shape `S + (3,)`.
     """
     label_map = np.asarray(label_map)
+    palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
     colors = np.zeros((256, 3), dtype=np.uint8)
-    colors[:NUM_CLASSES] = PALETTE
+    colors[: len(palette)] = palette
     return colors[label_map.astype(np.int64) & 255]
 
 
@@ -118,10 +159,10 @@ def colorize(label_map):
 OVERLAY_ALPHA = 0.5
 
 
-def overlay(image, label_map, alpha=OVERLAY_ALPHA):
+def overlay(image, label_map, alpha=OVERLAY_ALPHA, palette=PALETTE):
     """Blends an image with the palette colours of its label map.
 
-        overlay = round(alpha * PALETTE[label] + (1 - alpha) * image)
+        overlay = round(alpha * palette[label] + (1 - alpha) * image)
 
     per pixel and channel (NumPy's `round`: halves to even); pixels labelled 255 (ignored) keep
     the image's colour.
@@ -130,6 +171,7 @@ def overlay(image, label_map, alpha=OVERLAY_ALPHA):
         image: uint8 (or real) RGB array `[..., H, W, 3]` in [0, 255].
         label_map: integer train ids `[..., H, W]`, the image's size.
         alpha: the palette's weight, in [0, 1]. Defaults to 0.5.
+        palette: as in `colorize`; defaults to the Cityscapes `PALETTE`.
 
     Returns:
         uint8 array of the image's shape.
@@ -144,5 +186,5 @@ def overlay(image, label_map, alpha=OVERLAY_ALPHA):
     if not 0 <= alpha <= 1:
         raise ValueError(f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}")
     weight = np.where(label_map[..., None] == IGNORE_LABEL, 0.0, float(alpha))
-    blended = weight * colorize(label_map) + (1 - weight) * image.astype(np.float64)
+    blended = weight * colorize(label_map, palette) + (1 - weight) * image.astype(np.float64)
     return np.round(blended).clip(0, 255).astype(np.uint8)

@@ -22,6 +22,7 @@ The TFDS test harness forbids `os` and `open` in builder modules, so files are r
 import collections
 import dataclasses
 import fnmatch
+import hashlib
 import inspect
 import io
 import posixpath
@@ -111,6 +112,11 @@ class PreparationReport:
     def repair(self, file, what):
         logging.warning("Repaired %s: %s", file, what)
         self.repaired.append((file, what))
+
+    @property
+    def notable(self):
+        """Whether the summary reports something a user should see (a skipped or repaired file)."""
+        return bool(self.skipped or self.repaired)
 
     def summary(self, name):
         """Returns the multi-line summary logged at the end of preparation."""
@@ -287,6 +293,28 @@ def resize_label(label, size):
     return np.asarray(Image.fromarray(label).resize(size[::-1], Image.Resampling.NEAREST))
 
 
+def hashed_split(frames, *, max_train=None, max_val=None):
+    """A deterministic 3:1 split of frames that come without the owners' split.
+
+    Frames are ordered by the MD5 of their image path (stable across machines and library
+    versions); the first `n_val = min(max_val, (n + 2) // 4)` are `val`, the next
+    `min(max_train, n - n_val)` are `train` (no bound where `None`). So a small dataset is split
+    3:1 (4 frames: 3 / 1; 2 frames: 1 / 1).
+
+    Returns:
+        `{"train": [...], "val": [...]}`, each sorted by image path.
+    """
+    ordered = sorted(frames, key=lambda frame: hashlib.md5(frame.image.encode()).hexdigest())
+    num_val = (len(ordered) + 2) // 4
+    num_val = num_val if max_val is None else min(max_val, num_val)
+    num_train = len(ordered) - num_val
+    num_train = num_train if max_train is None else min(max_train, num_train)
+    return {
+        "train": sorted(ordered[num_val : num_val + num_train], key=lambda frame: frame.image),
+        "val": sorted(ordered[:num_val], key=lambda frame: frame.image),
+    }
+
+
 def pair_frames(paths, image_pattern, label_pattern, report):
     """Pairs image and label paths whose patterns' named groups (other than `split`) agree.
 
@@ -358,6 +386,7 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     DEFAULT_BUILDER_CONFIG_NAME = CONFIGS[0].name
 
     LABEL_TABLE = None
+    REPORT = PreparationReport
     COMPONENTS = ()
     IMAGE_PATTERN = None
     LABEL_PATTERN = None
@@ -394,10 +423,10 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         )
 
     def _download_and_prepare(self, dl_manager, download_config):
-        self.report = PreparationReport()
+        self.report = self.REPORT()
         super()._download_and_prepare(dl_manager, download_config)
         # A summary with skipped or repaired files is a warning, so that it shows by default.
-        log = logging.warning if self.report.skipped or self.report.repaired else logging.debug
+        log = logging.warning if self.report.notable else logging.debug
         log("%s", self.report.summary(self.name))
 
     def prepared_from(self):
@@ -439,17 +468,26 @@ class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
             splits[self.SPLIT_NAMES[frame.split]].append(frame)
         return dict(splits)
 
+    def decode_frame(self, frame, files, split):
+        """Returns a frame's `(image, label)`: RGB uint8 `(H, W, 3)` and train ids uint8 `(H, W)`
+        (the label may have another size: it is then resized to the image and reported).
+
+        Args:
+            frame: a `Frame`.
+            files: the `ManualFiles` to read it from.
+            split: the TFDS split it goes to.
+        """
+        del split  # Every split of a real dataset is decoded alike.
+        image = decode_image(files.read(frame.image), files.describe(frame.image))
+        raw = decode_label_indices(files.read(frame.label), files.describe(frame.label))
+        return image, to_train_ids(raw, lookup_table(self.LABEL_TABLE))
+
     def _generate_examples(self, frames, files, split):
-        table = lookup_table(self.LABEL_TABLE)
         size = self.builder_config.size
         try:
             for frame in frames:
                 try:
-                    image = decode_image(files.read(frame.image), files.describe(frame.image))
-                    label = to_train_ids(
-                        decode_label_indices(files.read(frame.label), files.describe(frame.label)),
-                        table,
-                    )
+                    image, label = self.decode_frame(frame, files, split)
                 except CorruptFileError as error:
                     if not self.skip_corrupt:
                         raise

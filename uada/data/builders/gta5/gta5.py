@@ -1,6 +1,5 @@
 """GTA5 ("Playing for Data", Richter et al. 2016) as a TFDS builder: uada's source domain."""
 
-import hashlib
 import io
 import re
 
@@ -17,8 +16,8 @@ NUM_TRAIN, NUM_VAL = 9000, 3000
 def hashed_split(frames):
     """The split used without `split.mat`: deterministic, 3:1, at most 9000 train / 3000 val.
 
-    Frames are ordered by the MD5 of their image path (stable across machines and library
-    versions); the first `n_val = min(3000, (n + 2) // 4)` are `val`, the next
+    `common.hashed_split` with the paper's bounds: the first `n_val = min(3000, (n + 2) // 4)`
+    frames in the order of the MD5 of their image path are `val`, the next
     `min(9000, n - n_val)` are `train`. So 12000 or more frames give the paper's 9000 / 3000, and a
     small dataset is split 3:1 (4 frames: 3 / 1; 2 frames: 1 / 1).
 
@@ -28,13 +27,7 @@ def hashed_split(frames):
     Returns:
         `{"train": [...], "val": [...]}`, each sorted by image path.
     """
-    ordered = sorted(frames, key=lambda frame: hashlib.md5(frame.image.encode()).hexdigest())
-    num_val = min(NUM_VAL, (len(ordered) + 2) // 4)
-    num_train = min(NUM_TRAIN, len(ordered) - num_val)
-    return {
-        "train": sorted(ordered[num_val : num_val + num_train], key=lambda frame: frame.image),
-        "val": sorted(ordered[:num_val], key=lambda frame: frame.image),
-    }
+    return common.hashed_split(frames, max_train=NUM_TRAIN, max_val=NUM_VAL)
 
 
 class UadaGta5(common.SegmentationBuilder):

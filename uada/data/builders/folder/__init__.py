@@ -1,0 +1,1 @@
+"""The `folder` builder; see `folder.py`."""
