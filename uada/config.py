@@ -46,7 +46,8 @@ def _field(default, help, **flag):
         default: the field's default, also the flag's.
         help: the field's one description, also the flag's help text.
         **flag: the flag's options: `enum` (the closed set of names the field takes, defined by
-            the module that owns it), `lower_bound`, `upper_bound`.
+            the module that owns it), `domain` (the field names domains: a name of `DATASETS`
+            or the path of a folder dataset), `lower_bound`, `upper_bound`.
     """
     return dataclasses.field(default=default, metadata={"help": help, **flag})
 
@@ -92,11 +93,21 @@ class Config:
     )
 
     # Data.
-    source: str = _field("gta5", "Labelled training domain.", enum=DATASETS)
-    target: str = _field("cityscapes", "Unlabelled training domain.", enum=DATASETS)
+    source: str = _field(
+        "gta5",
+        f"Labelled training domain: one of {list(DATASETS)} or the path of a folder dataset (a "
+        "folder with a dataset.json, whose classes the run predicts; uada.data.folder_card).",
+        domain=True,
+    )
+    target: str = _field(
+        "cityscapes",
+        "Unlabelled training domain: a built-in name or a folder dataset, as --source.",
+        domain=True,
+    )
     unseen: tuple[str, ...] = _field(
         ("mapillary", "apolloscape"),
-        f"Comma-separated test-only domains, each one of {list(DATASETS)}.",
+        f"Comma-separated test-only domains, each one of {list(DATASETS)} or a folder dataset.",
+        domain=True,
     )
     data_dir: str = _field("", "TFDS data directory (and home of the demo domains).")
     manual_dir: str = _field(

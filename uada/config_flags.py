@@ -18,6 +18,7 @@ import typing
 from absl import flags
 
 from uada import config as config_lib
+from uada.names import DATASET_CARD
 
 _FIELD_DEFAULT = object()  # `define_config_flag`: the field's own default
 _DEMO_DATASETS = tuple(name for name in config_lib.DATASETS if name.startswith("demo_"))
@@ -51,6 +52,7 @@ def define_config_flag(field, *, name=None, default=_FIELD_DEFAULT, flag_values=
     | field | flag |
     |---|---|
     | metadata `enum` | `DEFINE_enum` over the names (numbers as text, e.g. `--output_stride`) |
+    | metadata `domain` | a string or list validated by `register_domains_validator` |
     | `str`, `bool` | `DEFINE_string`, `DEFINE_boolean` |
     | `int`, `float` | `DEFINE_integer`, `DEFINE_float` with the metadata's bounds |
     | `tuple[...]` | `DEFINE_list` (comma-separated) |
@@ -65,6 +67,7 @@ def define_config_flag(field, *, name=None, default=_FIELD_DEFAULT, flag_values=
     options = dict(field.metadata)
     help_text = options.pop("help")
     enum = options.pop("enum", None)
+    domain = options.pop("domain", False)
     name = name or field.name
     default = field.default if default is _FIELD_DEFAULT else default
     kwargs = {"flag_values": flag_values, "module_name": module_name}
@@ -80,6 +83,8 @@ def define_config_flag(field, *, name=None, default=_FIELD_DEFAULT, flag_values=
         define(name, default, help_text, **options, **kwargs)
     else:  # tuple[element type, ...]
         flags.DEFINE_list(name, [str(v) for v in default], help_text, **kwargs)
+    if domain:
+        register_domains_validator(name, flag_values)
 
 
 def _register_train_validators(fv):
@@ -96,7 +101,6 @@ def _register_train_validators(fv):
         message="--image_size must be two positive integers 'height,width', e.g. 384,768.",
         flag_values=fv,
     )
-    register_names_validator("unseen", config_lib.DATASETS, fv)
     register_names_validator("demo_shift", config_lib.SHIFT_NAMES, fv, required=True)
 
     def decay_epochs(value):
@@ -185,6 +189,27 @@ def register_names_validator(name, names, flag_values, *, required=False):
         name,
         lambda value: (bool(value) or not required) and all(item in names for item in value),
         message=f"--{name} must be a comma-separated list of {list(names)}.",
+        flag_values=flag_values,
+    )
+
+
+def is_domain(name):
+    """Whether `name` names a domain: one of `DATASETS`, or a folder holding a dataset card."""
+    path = os.path.join(os.path.expanduser(name), DATASET_CARD)
+    return name in config_lib.DATASETS or os.path.isfile(path)
+
+
+def register_domains_validator(name, flag_values):
+    """Validates the domain flag `--name` (a string, or a list of them): each one of `DATASETS`
+    or the path of a folder holding a dataset card (`is_domain`; the card itself is read when
+    the domain is)."""
+    flags.register_validator(
+        name,
+        lambda value: (
+            value is None or all(map(is_domain, [value] if isinstance(value, str) else value))
+        ),
+        message=f"--{name} must name domains, each one of {list(config_lib.DATASETS)} or the path "
+        f"of a folder holding a {DATASET_CARD}.",
         flag_values=flag_values,
     )
 

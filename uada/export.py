@@ -4,8 +4,9 @@
 
 The SavedModel (Keras `ExportArchive`, written by `uada.runs.inference.export`) has one endpoint,
 `serve`: float32 RGB images in [0, 255], shape `[N, H, W, 3]` with any `N` and the run's `H, W`
-(preprocessing is inside), to float32 class scores (logits) `[N, H, W, 19]`. There is no domain
-input: every image is normalized with the moving statistics. Load it without uada:
+(preprocessing is inside), to float32 class scores (logits) `[N, H, W, K]` (K = 19 for the
+built-in datasets, a folder source's card's classes otherwise). There is no domain input: every
+image is normalized with the moving statistics. Load it without uada:
 
 ```python
 model = tf.saved_model.load("OUT")
@@ -37,5 +38,6 @@ def main(argv):
 
 if __name__ == "__main__":
     uada_flags.define_export_flags()
-    with command_errors.reported(*command_errors.CHECKPOINT_ERRORS):  # a few lines, status 1
+    errors = (*command_errors.CHECKPOINT_ERRORS, *command_errors.DATA_ERRORS)
+    with command_errors.reported(*errors):  # a few lines, status 1
         app.run(main)

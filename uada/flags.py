@@ -87,15 +87,11 @@ def define_evaluate_flags(flag_values=flags.FLAGS):
     flags.DEFINE_list(
         "domains",
         None,
-        "Comma-separated domains to evaluate; default: the run's source, target and unseen.",
+        "Comma-separated domains to evaluate (built-in names or folder datasets); default: the "
+        "run's source, target and unseen.",
         flag_values=fv,
     )
-    flags.register_validator(
-        "domains",
-        lambda value: value is None or all(name in config_lib.DATASETS for name in value),
-        message=f"--domains must be a comma-separated list of {list(config_lib.DATASETS)}.",
-        flag_values=fv,
-    )
+    config_flags.register_domains_validator("domains", fv)
     config_flags.define_config_flag(
         _CONFIG_FIELDS["eval_resolution"], name="resolution", default=None, flag_values=fv,
         module_name=__name__,
@@ -218,14 +214,16 @@ def define_retrieval_flags(flag_values=flags.FLAGS):
     flags.DEFINE_list(
         "names", None, "Legend names, one per workdir; default: the folder names.", flag_values=fv
     )
-    flags.DEFINE_enum(
-        "domain_source", None, config_lib.DATASETS, "Source domain; default: each run's source.",
-        flag_values=fv,
+    flags.DEFINE_string(
+        "domain_source", None, "Source domain (a built-in name or a folder dataset); default: "
+        "each run's source.", flag_values=fv,
     )  # fmt: skip
-    flags.DEFINE_enum(
-        "domain_target", None, config_lib.DATASETS, "Target domain; default: each run's target.",
-        flag_values=fv,
+    flags.DEFINE_string(
+        "domain_target", None, "Target domain (a built-in name or a folder dataset); default: "
+        "each run's target.", flag_values=fv,
     )  # fmt: skip
+    for name in ("domain_source", "domain_target"):
+        config_flags.register_domains_validator(name, fv)
     flags.DEFINE_integer("num_vectors", 5000, "Vectors per domain.", lower_bound=2, flag_values=fv)
     flags.DEFINE_integer(
         "positions_per_image", 10, "Random positions per image.", lower_bound=1, flag_values=fv
@@ -248,10 +246,11 @@ def define_predict_grid_flags(flag_values=flags.FLAGS):
     fv = flag_values
     flags.DEFINE_string("source_only_workdir", None, "The source-only run.", flag_values=fv)
     flags.DEFINE_string("adapted_workdir", None, "The adapted (UADA) run.", flag_values=fv)
-    flags.DEFINE_enum(
-        "domain", None, config_lib.DATASETS, "Domain of the images (validation split).",
-        flag_values=fv,
+    flags.DEFINE_string(
+        "domain", None, "Domain of the images (validation split): a built-in name or a folder "
+        "dataset.", flag_values=fv,
     )  # fmt: skip
+    config_flags.register_domains_validator("domain", fv)
     flags.DEFINE_list(
         "indices", ["0", "1", "2"], "Positions of the images in the split.", flag_values=fv
     )

@@ -14,7 +14,8 @@ predicted):
 - **official** (cityscapesscripts, `keras.metrics.MeanIoU(19, ignore_class=255)`): the class is left
   out of the mean; its IoU is reported as `None`.
 - **original** (the paper's code): all 19 classes count, an absent class as 0; ApolloScape, where
-  nothing maps to terrain or train, is so capped at 17/19.
+  nothing maps to terrain or train, is so capped at 17/19. (A run on folder datasets: all of its
+  card's classes; the key keeps the name `miou_19`.)
 
 Example:
 
@@ -158,22 +159,26 @@ def _none_if_nan(value):
     return None if math.isnan(value) else value
 
 
-def markdown_table(results, class_names=CLASS_NAMES):
+def markdown_table(results, class_names=None):
     """Renders per-domain results as a Markdown table in percent, one row per domain.
 
     Args:
         results: `{domain: result}` with results as returned by `ConfusionMatrix.result()`.
-        class_names: the column order of the per-class IoUs.
+        class_names: the column order of the per-class IoUs; default: the first result's
+            `per_class` order.
 
     Returns:
-        The table as a string: columns domain, images, mIoU (official), mIoU (19 classes) and one
-        per class; a class absent from a domain (IoU `None`) shows as `-`.
+        The table as a string: columns domain, images, mIoU (official), mIoU-K (the original's,
+        over all K classes: `mIoU-19`) and one per class; a class absent from a domain (IoU
+        `None`) shows as `-`.
     """
 
     def percent(value):
         return "-" if value is None else f"{100.0 * value:.1f}"
 
-    header = ["domain", "images", "mIoU", "mIoU-19", *class_names]
+    if class_names is None:
+        class_names = list(next(iter(results.values()))["per_class"]) if results else CLASS_NAMES
+    header = ["domain", "images", "mIoU", f"mIoU-{len(class_names)}", *class_names]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",

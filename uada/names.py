@@ -8,7 +8,7 @@ implement them and document what each name means, and the command lines list the
 | `MODES` | `mode` | `uada.models.UADAModel` |
 | `NORMALIZATIONS` | `norm` | `uada.layers.get_normalization` |
 | `BACKBONES`, `OUTPUT_STRIDES` | `backbone`, `output_stride` | `uada.models.build_backbone` |
-| `DATASETS`, `EVAL_ONLY_DATASETS` | `source`, `target`, `unseen` (or a folder with a `DATASET_CARD`) | `uada.data.domains` |
+| `DATASETS`, `EVAL_ONLY_DATASETS`, `DATASET_CARD` | `source`, `target`, `unseen` | `uada.data` |
 | `SHIFT_NAMES` | `demo_shift` | `uada.data.demo_generator` (`FACTORS`, `SHIFT_GROUPS`) |
 | `RESOLUTIONS` | `eval_resolution` | `uada.data.builders` (its builder configs) |
 | `STRATEGIES` | `strategy` | `uada.runs.distribute.get_strategy` |

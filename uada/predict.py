@@ -4,9 +4,10 @@
         [--checkpoint=DIR/checkpoints/ckpt-100] [--overlay_alpha=0.5]
 
 Inputs are image files and folders (searched recursively for `.png`, `.jpg`, `.jpeg`); the output
-folder mirrors them, with three files per image at the image's own size: `x.png` (train ids),
-`x_color.png` (the Cityscapes palette) and `x_overlay.png` (the image blended with the palette
-colours, weight `--overlay_alpha`). `uada.runs.inference.predict` does the work and its module
+folder mirrors them, with three files per image at the image's own size: `x.png` (train ids, or
+a folder dataset's class indices), `x_color.png` (the run's palette: the Cityscapes palette, or
+the source's card's) and `x_overlay.png` (the image blended with the palette colours, weight
+`--overlay_alpha`). `uada.runs.inference.predict` does the work and its module
 docstring gives the rules. Keras' progress bar counts the images.
 
 A file that cannot be read as an image (corrupt or truncated, empty, a folder named like an image)
@@ -51,5 +52,6 @@ def main(argv):
 
 if __name__ == "__main__":
     uada_flags.define_predict_flags()
-    with command_errors.reported(*command_errors.CHECKPOINT_ERRORS):  # a few lines, status 1
+    errors = (*command_errors.CHECKPOINT_ERRORS, *command_errors.DATA_ERRORS)
+    with command_errors.reported(*errors):  # a few lines, status 1
         app.run(main)

@@ -12,7 +12,9 @@ docs/FIDELITY.md, *Evaluation*): the library of `python -m uada.evaluate`.
 The JSON maps each domain to `{"miou", "miou_19", "per_class", "num_images"}`: `miou` in the
 official convention (classes absent from the ground truth and never predicted are left out;
 cityscapesscripts, `keras.metrics.MeanIoU`), `miou_19` in the original's (all 19 classes, absent
-ones 0), `per_class` each class's IoU or `null`. Values are fractions in [0, 1].
+ones 0; a run on folder datasets: all of its card's classes), `per_class` each class's IoU or
+`null`, by the run's class names (`uada.data.domains.run_classes`). Values are fractions in
+[0, 1].
 
 Resolutions:
 - `384x768` (the paper): images at the model's input size, labels resized with nearest
@@ -109,6 +111,7 @@ def evaluate_model(model, config, domains=None, *, resolution=None, max_images=N
     domains, resolution, max_images = resolve_options(config, domains, resolution, max_images)
     domains_lib.ensure_demo(config)
     predict = label_prediction.resized_label_function(model.segmenter)
+    classes = domains_lib.run_classes(config)
     results = {}
     for name in domains:
         domain = domains_lib.get_domain(name, config)
@@ -116,7 +119,7 @@ def evaluate_model(model, config, domains=None, *, resolution=None, max_images=N
         if max_images:
             dataset = dataset.take(max_images)
         with _statistics(model, config, domain, adapt_statistics, adapt_max_images) as split:
-            matrix = metrics.ConfusionMatrix()
+            matrix = metrics.ConfusionMatrix(len(classes), classes.names)
             for images, labels in _eval_batches(dataset, config, resolution):
                 matrix.update(labels.numpy(), predict(images, tf.shape(labels)[1:3]).numpy())
         results[name] = matrix.result()

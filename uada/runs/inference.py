@@ -6,10 +6,12 @@ and `.jpeg` files (any case), except the output folder if it lies inside one. Th
 mirrors the inputs: an image `F/sub/x.jpg` found in a folder input `F` gives `OUT/sub/x*.png`, a
 file input `x.jpg` gives `OUT/x*.png`. Three files per image, each at the image's own size:
 
-- `x.png`: the predicted train ids (single-channel uint8, 0..18);
-- `x_color.png`: the same in the Cityscapes palette (`uada.data.labels.colorize`);
+- `x.png`: the predicted class indices (single-channel uint8: train ids 0..18, or a folder
+  dataset's classes);
+- `x_color.png`: the same in the run's palette (`uada.data.labels.colorize`; the Cityscapes
+  palette, or the source's card's: `uada.data.domains.run_classes`);
 - `x_overlay.png`: the image blended with the palette colours,
-  `round(alpha * PALETTE[label] + (1 - alpha) * image)` with `alpha = overlay_alpha` (0.5).
+  `round(alpha * palette[label] + (1 - alpha) * image)` with `alpha = overlay_alpha` (0.5).
 
 Every image, of any size, is read as 8-bit RGB (greyscale is repeated over the channels, an alpha
 channel is dropped, 16-bit samples keep their high byte, a JPEG's EXIF orientation is applied),
@@ -22,8 +24,8 @@ skipped with a warning and reported in the result (`Predictions.unreadable`).
 
 `export`: the SavedModel (Keras `ExportArchive`) has one endpoint, `serve`: float32 RGB images in
 [0, 255], shape `[N, H, W, 3]` with any `N` and the run's `H, W` (preprocessing is inside), to
-float32 class scores (logits) `[N, H, W, 19]`. There is no domain input: every image is
-normalized with the moving statistics.
+float32 class scores (logits) `[N, H, W, K]`, K the run's classes (19 for the built-in datasets).
+There is no domain input: every image is normalized with the moving statistics.
 """
 
 import dataclasses
@@ -35,6 +37,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image, ImageOps
 
+from uada.data import domains as domains_lib
 from uada.data import labels as labels_lib
 from uada.data import pipeline
 from uada.models import label_prediction
@@ -170,6 +173,7 @@ def predict(config, workdir, inputs, output, *, checkpoint=None,
         raise ValueError(f"`overlay_alpha` must be in [0, 1]. Received: {overlay_alpha!r}")
     pairs = image_files(inputs, exclude=output)
     model, _ = workdir_lib.load_model(config, workdir, checkpoint)
+    palette = domains_lib.run_classes(config).colors
     labels_at = label_prediction.resized_label_function(model.segmenter)
     progbar = keras.utils.Progbar(len(pairs), unit_name="image", verbose=verbose)
     written, unreadable = [], []
@@ -187,8 +191,8 @@ def predict(config, workdir, inputs, output, *, checkpoint=None,
         base = os.path.join(output, stem)
         os.makedirs(os.path.dirname(base), exist_ok=True)
         Image.fromarray(label_map).save(base + ".png")
-        Image.fromarray(labels_lib.colorize(label_map)).save(base + "_color.png")
-        Image.fromarray(labels_lib.overlay(image, label_map, overlay_alpha)).save(
+        Image.fromarray(labels_lib.colorize(label_map, palette)).save(base + "_color.png")
+        Image.fromarray(labels_lib.overlay(image, label_map, overlay_alpha, palette)).save(
             base + "_overlay.png"
         )
         written.append(base + ".png")

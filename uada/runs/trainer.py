@@ -153,8 +153,14 @@ def _train_and_evaluate(config, workdir, strategy, chief, verbose):
 
     source = domains_lib.get_domain(config.source, config)
     target = domains_lib.get_domain(config.target, config)
+    splits = (  # a target also trains on a folder dataset's images without labels
+        domains_lib.training_split(source, config),
+        domains_lib.training_split(target, config, labelled=False),
+    )
     replicas = strategy.num_replicas_in_sync
-    steps_per_epoch = config.steps_per_epoch or _steps_per_epoch(config, source, target, replicas)
+    steps_per_epoch = config.steps_per_epoch or _steps_per_epoch(
+        config, source, target, splits, replicas
+    )
     total_steps = config.train_steps or max(1, int(round(config.epochs * steps_per_epoch)))
     (logging.info if verbose else logging.debug)(
         "Training %s, %s normalization, %s backbone: %d steps (%d per epoch), %d replica(s), "
@@ -167,11 +173,11 @@ def _train_and_evaluate(config, workdir, strategy, chief, verbose):
     with strategy.scope():
         model = workdir_lib.build_model(config, steps_per_epoch)
         compile_model(model, config, steps_per_epoch)
-    source_data = domains_lib.load(source, source.train_split, config, for_training=True)
+    source_data = domains_lib.load(source, splits[0], config, for_training=True)
     target_data = (
         None
         if config.mode == "source_only"
-        else domains_lib.load(target, target.train_split, config, for_training=True)
+        else domains_lib.load(target, splits[1], config, for_training=True)
     )
     stream_options = dict(
         batch_size=config.batch_size,
@@ -219,11 +225,12 @@ def _train_and_evaluate(config, workdir, strategy, chief, verbose):
     return evaluation.evaluate(config, workdir, model=model, print_table=verbose)
 
 
-def _steps_per_epoch(config, source, target, replicas=1):
-    """G steps per epoch: one pass over the smallest training dataset (the paper's epoch); a
-    step takes `batch_size` images per domain on each of `replicas` replicas."""
-    sizes = [domains_lib.num_examples(source, source.train_split, config)]
-    sizes.append(domains_lib.num_examples(target, target.train_split, config))
+def _steps_per_epoch(config, source, target, splits, replicas=1):
+    """G steps per epoch: one pass over the smallest training dataset (the paper's epoch, the
+    source's and the target's training `splits`); a step takes `batch_size` images per domain on
+    each of `replicas` replicas."""
+    sizes = [domains_lib.num_examples(source, splits[0], config)]
+    sizes.append(domains_lib.num_examples(target, splits[1], config))
     return max(1, min(sizes) // (config.batch_size * replicas))
 
 
@@ -255,6 +262,7 @@ def _train_loop(model, config, workdir, iterator, step, total_steps, manager, st
     with summaries():
         writer = tf.summary.create_file_writer(summary_dir)
     image_batches = _image_summary_batches(config) if config.image_summary_every else {}
+    palette = domains_lib.run_classes(config).colors
     progbar = keras.utils.Progbar(
         total_steps, stateful_metrics=model.log_names, unit_name="step", verbose=int(verbose)
     )
@@ -283,7 +291,7 @@ def _train_loop(model, config, workdir, iterator, step, total_steps, manager, st
             model.reset_metrics()
         if image_batches and (current % config.image_summary_every == 0 or current == 1):
             with summaries():
-                _write_prediction_images(model, image_batches, writer, current)
+                _write_prediction_images(model, image_batches, writer, current, palette)
         if current % config.checkpoint_every == 0 or current == total_steps:
             _save_checkpoint(manager, current)
             # One line under the progress bar, which ends its own line only when it is complete.
@@ -323,16 +331,17 @@ def _image_summary_batches(config):
     return batches
 
 
-def _write_prediction_images(model, image_batches, writer, step):
-    """TensorBoard images: each row is image | ground truth | prediction (inference mode)."""
+def _write_prediction_images(model, image_batches, writer, step, palette):
+    """TensorBoard images: each row is image | ground truth | prediction (inference mode), in the
+    run's `palette`."""
     with writer.as_default(step=step):
         for role, (images, labels) in image_batches.items():
             predictions = np.argmax(model.segmenter(images, training=False).numpy(), axis=-1)
             rows = np.concatenate(
                 [
                     images.numpy().astype(np.uint8),
-                    labels_lib.colorize(labels),
-                    labels_lib.colorize(predictions),
+                    labels_lib.colorize(labels, palette),
+                    labels_lib.colorize(predictions, palette),
                 ],
                 axis=2,
             )

@@ -44,6 +44,7 @@ from absl import logging
 from google.protobuf import text_format
 
 from uada import config as config_lib
+from uada.data import domains as domains_lib
 from uada.models import build_uada_model, framework_internals, schedules
 
 CONFIG_FILE = "config.json"
@@ -133,13 +134,15 @@ def _atomic_write(path, text):
 
 
 def build_model(config, steps_per_epoch=schedules.STEPS_PER_EPOCH):
-    """Builds the `UADAModel` of `config` (not compiled).
+    """Builds the `UADAModel` of `config` (not compiled), predicting the run's classes
+    (`uada.data.domains.run_classes`: 19 for the built-in datasets).
 
     Args:
         config: the run's `Config`.
         steps_per_epoch: G steps per epoch (ramp and learning-rate schedule).
     """
     return build_uada_model(
+        num_classes=len(domains_lib.run_classes(config)),
         mode=config.mode,
         backbone=config.backbone,
         norm=config.norm,
