@@ -6,9 +6,9 @@
 The images are the validation images `--indices` (positions in the split's order) of any domain,
 at the adapted run's input size (labels resized with nearest neighbour, as in the paper's
 evaluation); both models predict them in inference mode (moving statistics, no domain input).
-Labels and predictions are coloured with the Cityscapes palette; the legend lists the classes
-present. The format follows the extension of `--output` (`.png`, `.pdf`). The work is
-`uada.analysis.prediction_grid.predict_grid`'s.
+Labels and predictions are coloured with the run's palette (Cityscapes', or a folder source's
+card's); the legend lists the classes present. The format follows the extension of `--output`
+(`.png`, `.pdf`). The work is `uada.analysis.prediction_grid.predict_grid`'s.
 """
 
 # ruff: noqa: E402 (the imports below come after the console has started)

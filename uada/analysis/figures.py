@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from uada.data.labels import CLASS_NAMES, PALETTE, colorize
+from uada.data.labels import CITYSCAPES, colorize
 from uada.runs import workdir as workdir_lib
 
 # The scalars `plot_adversarial_diagnostics` draws, one panel each (`UADAModel`, *Metrics*).
@@ -23,16 +23,18 @@ ADVERSARIAL_DIAGNOSTICS = (
 )
 
 
-def prediction_grid(images, labels, predictions, path, *, title=None):
+def prediction_grid(images, labels, predictions, path, *, title=None, classes=CITYSCAPES):
     """Draws one row per image: the image, its ground truth, and each model's prediction.
 
     Args:
         images: uint8 or float `[N, H, W, 3]` RGB in [0, 255].
-        labels: integer `[N, H, W]` train ids (255 = ignored, drawn black).
-        predictions: dict `{column title: integer [N, H, W] train ids}`, in column order, e.g.
-            `{"source only": ..., "UADA + DAN": ...}`.
+        labels: integer `[N, H, W]` class indices (255 = ignored, drawn black).
+        predictions: dict `{column title: integer [N, H, W] class indices}`, in column order,
+            e.g. `{"source only": ..., "UADA + DAN": ...}`; `{}` draws images and labels only.
         path: output image path (the format follows the extension, e.g. `.png` or `.pdf`).
         title: optional figure title.
+        classes: the `uada.data.labels.Classes` whose colours and names draw the labels (the
+            run's: `uada.data.domains.run_classes`). Defaults to the 19 Cityscapes classes.
 
     Returns:
         `path`.
@@ -57,8 +59,8 @@ def prediction_grid(images, labels, predictions, path, *, title=None):
                 f"Received: shape {np.shape(pred)}"
             )
     columns = [("image", np.clip(images, 0, 255).astype(np.uint8))]
-    columns.append(("ground truth", colorize(labels)))
-    columns += [(name, colorize(pred)) for name, pred in predictions.items()]
+    columns.append(("ground truth", colorize(labels, classes.colors)))
+    columns += [(name, colorize(pred, classes.colors)) for name, pred in predictions.items()]
     n, h, w = labels.shape
     fig, axes = plt.subplots(
         n, len(columns), figsize=(2.6 * len(columns) * w / h * 0.5, 1.4 * n + 1.0), squeeze=False
@@ -75,9 +77,9 @@ def prediction_grid(images, labels, predictions, path, *, title=None):
         np.concatenate([labels.ravel()] + [np.ravel(p) for p in predictions.values()])
     )
     handles = [
-        Patch(color=PALETTE[c] / 255.0, label=CLASS_NAMES[c])
+        Patch(color=classes.colors[c] / 255.0, label=classes.names[c])
         for c in present
-        if c < len(CLASS_NAMES)
+        if c < len(classes)
     ]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7)
     if title:

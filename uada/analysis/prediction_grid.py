@@ -4,15 +4,15 @@ source-only / adapted (`python -m uada.predict_grid`).
 `predict_grid` takes the validation images `indices` (positions in the split's order) of any
 domain, at the adapted run's input size (labels resized with nearest neighbour, as in the paper's
 evaluation); both models predict them in inference mode (moving statistics, no domain input), and
-`uada.analysis.figures.prediction_grid` draws them: labels and predictions in the Cityscapes
-palette, a legend of the classes present. The format follows the extension of `output`.
+`uada.analysis.figures.prediction_grid` draws them: labels and predictions in the run's palette
+(the Cityscapes palette, or a folder source's card's), a legend of the classes present. The
+format follows the extension of `output`.
 """
 
 import os
 
 import numpy as np
 
-from uada import config as config_lib
 from uada.analysis import figures
 from uada.data import domains as domains_lib
 from uada.data import pipeline
@@ -54,7 +54,8 @@ def predict_grid(source_only_workdir, adapted_workdir, domain, indices, output, 
 
     Args:
         source_only_workdir, adapted_workdir: run directories (the two prediction columns).
-        domain: a domain name (`uada.config.DATASETS`), e.g. the target or an unseen domain.
+        domain: a domain name (`uada.config.DATASETS`) or a folder dataset's path, e.g. the
+            target or an unseen domain (`uada.data.domains.get_domain` checks it).
         indices: positions of the images in the domain's validation split.
         output: the figure's path.
         names: the titles of the two prediction columns.
@@ -63,10 +64,6 @@ def predict_grid(source_only_workdir, adapted_workdir, domain, indices, output, 
     Returns:
         `output`.
     """
-    if domain not in config_lib.DATASETS:
-        raise ValueError(
-            f"`domain` must be one of {list(config_lib.DATASETS)}. Received: domain={domain!r}"
-        )
     if not indices:
         raise ValueError(f"`indices` must name at least one image. Received: indices={indices!r}")
     configs = [workdir_lib.load_config(w) for w in (source_only_workdir, adapted_workdir)]
@@ -75,6 +72,11 @@ def predict_grid(source_only_workdir, adapted_workdir, domain, indices, output, 
             "The two runs must have the same --image_size. Received: "
             f"{configs[0].image_size} ({source_only_workdir}) and {configs[1].image_size} "
             f"({adapted_workdir})"
+        )
+    if domains_lib.run_classes(configs[0]) != domains_lib.run_classes(configs[1]):
+        raise ValueError(
+            f"The two runs must predict the same classes. Received: {source_only_workdir} and "
+            f"{adapted_workdir}, whose sources are {configs[0].source} and {configs[1].source}"
         )
     images, labels = validation_images(configs[1], domain, indices)
     predictions = {}
@@ -85,5 +87,6 @@ def predict_grid(source_only_workdir, adapted_workdir, domain, indices, output, 
         predictions[name] = np.asarray(model.predict_labels(images))
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     return figures.prediction_grid(
-        images, labels, predictions, output, title=title or f"{domain} (validation)"
-    )
+        images, labels, predictions, output, title=title or f"{domain} (validation)",
+        classes=domains_lib.run_classes(configs[1]),
+    )  # fmt: skip

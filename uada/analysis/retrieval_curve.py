@@ -118,8 +118,15 @@ def sample_positions(representation, dataset, *, positions_per_image=10, max_vec
     return result
 
 
-def domain_accuracy_per_class(source_p_target, source_classes, target_p_target, target_classes):
+def domain_accuracy_per_class(source_p_target, source_classes, target_p_target, target_classes,
+                              class_names=CLASS_NAMES):  # fmt: skip
     """Accuracy of the domain classifier per semantic class, at threshold 0.5.
+
+    Args:
+        source_p_target, target_p_target: the classifier's P(target) at each position.
+        source_classes, target_classes: the class index (or 255) of each position.
+        class_names: the run's class names (`uada.data.domains.run_classes`); defaults to the
+            19 Cityscapes classes.
 
     Returns:
         A dict `{class name: accuracy or None}` (None where the class has no position), plus
@@ -130,7 +137,7 @@ def domain_accuracy_per_class(source_p_target, source_classes, target_p_target, 
     classes = np.concatenate([source_classes, target_classes])
     correct = (p > 0.5) == (truth > 0.5)
     table = {}
-    for class_id, name in enumerate(CLASS_NAMES):
+    for class_id, name in enumerate(class_names):
         mask = classes == class_id
         table[name] = float(correct[mask].mean()) if mask.any() else None
     table["all"] = float(correct[classes != IGNORE_LABEL].mean()) if correct.size else None
@@ -222,8 +229,9 @@ def retrieval(workdirs, output, *, names=None, domain_source=None, domain_target
         curves[name] = retrieval_curve(source["vectors"], target["vectors"], max_k=max_k)
         if "p_target" in source:
             accuracy[name] = domain_accuracy_per_class(
-                source["p_target"], source["classes"], target["p_target"], target["classes"]
-            )
+                source["p_target"], source["classes"], target["p_target"], target["classes"],
+                domains_lib.run_classes(workdir_lib.load_config(workdir)).names,
+            )  # fmt: skip
 
     os.makedirs(output, exist_ok=True)
     figures.plot_retrieval_curves(curves, os.path.join(output, "retrieval"), max_k=max_k)
@@ -238,10 +246,12 @@ def retrieval(workdirs, output, *, names=None, domain_source=None, domain_target
 
 
 def accuracy_table(accuracy):
-    """Renders `{run: {class: accuracy}}` as a Markdown table in percent (classes as rows)."""
+    """Renders `{run: {class: accuracy}}` as a Markdown table in percent (classes as rows, in
+    the runs' order, then `all`)."""
     runs = list(accuracy)
     lines = ["| class | " + " | ".join(runs) + " |", "|---|" + "---:|" * len(runs)]
-    for name in [*CLASS_NAMES, "all"]:
+    names = dict.fromkeys(name for run in runs for name in accuracy[run] if name != "all")
+    for name in [*names, "all"]:
         cells = [accuracy[run].get(name) for run in runs]
         lines.append(
             f"| {name} | "
