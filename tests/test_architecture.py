@@ -21,7 +21,7 @@ COMMANDS = frozenset(
     f"uada.{name}"
     for name in (
         "train", "evaluate", "predict", "export", "retrieval", "predict_grid", "selection",
-        "reproduce", "demo", "diagnostics", "pretrain", "__main__",
+        "reproduce", "demo", "diagnostics", "pretrain", "inspect_dataset", "__main__",
     )
 )  # fmt: skip
 # What only the command lines use: their one-line error reporting and their console (which

@@ -13,9 +13,11 @@ Packages import in one direction, from the bottom up:
   `uada.metrics` (confusion matrices and IoU);
 - `uada.runs` (a run directory and what is done with it: training, evaluation, inference, the
   runs of the paper's tables);
-- `uada.analysis` (what is computed from trained runs: tables, curves, figures, selection);
+- `uada.analysis` (what is computed from trained runs: tables, curves, figures, selection; and
+  the inspection of a folder dataset);
 - the command lines `python -m uada.<command>` (`train`, `evaluate`, `predict`, `export`,
-  `retrieval`, `predict_grid`, `selection`, `reproduce`, `demo`, `diagnostics`, `pretrain`), with
+  `retrieval`, `predict_grid`, `selection`, `reproduce`, `demo`, `diagnostics`, `pretrain`,
+  `inspect_dataset`), with
   their flags (`uada.flags`), console (`uada.console`) and one-line error reporting
   (`uada.command_errors`).
 """

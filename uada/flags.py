@@ -13,6 +13,7 @@ Each command defines only the flags it takes:
   that read the run's config from its workdir.
 - `define_retrieval_flags()`, `define_predict_grid_flags()`, `define_selection_flags()`,
   `define_diagnostics_flags()`, `define_reproduce_flags()`: the analysis commands;
+  `define_inspect_dataset_flags()`: `python -m uada.inspect_dataset`;
   `define_demo_flags()`: `python -m uada.demo`; `define_pretrain_flags()`:
   `python -m uada.pretrain`.
 
@@ -41,7 +42,8 @@ from uada.runs import workdir as workdir_lib
 
 __all__ = [
     "default_workdir", "define_demo_flags", "define_diagnostics_flags",
-    "define_evaluate_flags", "define_export_flags", "define_predict_flags",
+    "define_evaluate_flags", "define_export_flags", "define_inspect_dataset_flags",
+    "define_predict_flags",
     "define_predict_grid_flags", "define_pretrain_flags", "define_reproduce_flags",
     "define_retrieval_flags", "define_selection_flags", "define_train_flags", "expand_flagfiles",
     "train_config",
@@ -316,6 +318,21 @@ def define_diagnostics_flags(flag_values=flags.FLAGS):
         lambda values: values["names"] is None or len(values["names"]) == len(values["workdirs"]),
         message="--names must give one name per --workdirs entry.",
         flag_values=fv,
+    )
+
+
+def define_inspect_dataset_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `python -m uada.inspect_dataset PATH`."""
+    fv = flag_values
+    flags.DEFINE_string(
+        "output", None, "The preview (.png); default: <folder name>_preview.png.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "max_images", 0, "Labels read per split (the first ones); 0 for all.", lower_bound=0,
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "preview_images", 4, "Images in the preview.", lower_bound=1, flag_values=fv
     )
 
 

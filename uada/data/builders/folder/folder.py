@@ -162,11 +162,6 @@ def list_frames(card, paths):
                 f"needs at least 2 of them; found {len(labelled)} in {card.folder}."
             )
         frames = common.hashed_split(labelled)
-        logging.info(
-            "%s has no `splits`: its %d images with labels are split 3:1 by the MD5 of their "
-            "paths, %d train / %d val.",
-            card.path, len(labelled), len(frames["train"]), len(frames["val"]),
-        )  # fmt: skip
         unlabelled = [
             common.Frame(images[stem], None, UNLABELLED) for stem in sorted(images)
             if stem not in labels
@@ -246,6 +241,12 @@ A folder dataset is read from its own folder, described by its dataset.json (uad
         self.info.metadata["manual_dir"] = str(dl_manager.manual_dir)
         files = files_of(card)
         frames, skipped = list_frames(card, files.paths())
+        if card.splits is None:
+            logging.info(
+                "%s has no `splits`: its images with labels are split 3:1 by the MD5 of their "
+                "paths, %d train / %d val.",
+                card.path, len(frames["train"]), len(frames["val"]),
+            )  # fmt: skip
         for file, reason in skipped:
             self.report.skip(file, reason)
         return {
