@@ -14,6 +14,7 @@ boundary is what a test is about (signals, locks, SIGKILL, a fresh interpreter);
 
 import contextlib
 import io
+import json
 import logging as std_logging
 import os
 import pathlib
@@ -307,6 +308,58 @@ def smoke_run(tmp_path_factory, data_dir):
     )
     results = trainer.train_and_evaluate(config, str(workdir))
     return types.SimpleNamespace(config=config, workdir=str(workdir), results=results)
+
+
+# ------------------------------------------------------------------------------------------------
+# Folder datasets (uada.data.folder_card), written as a user writes them.
+
+
+def write_folder_dataset(folder, *, classes, palette, images, labels, encoding="index",
+                         img_suffix=".png", seg_map_suffix=".png", splits=None,
+                         **card):  # fmt: skip
+    """Writes a folder dataset and its dataset.json; returns the folder.
+
+    Args:
+        folder: where (created).
+        classes, palette: the card's `classes` and `palette`.
+        images: `{stem: uint8 [H, W, 3]}`, each written as `images/<stem><img_suffix>` (JPEG for
+            `.jpg`, at quality 95, else PNG); a stem may hold subfolders.
+        labels: `{stem: array}` written as `labels/<stem><seg_map_suffix>`: uint8 or uint16
+            `[H, W]` (greyscale PNG) or `(array, "P")` (a palette PNG of those indices, its
+            colours the card's palette) for `"index"`; uint8 `[H, W, 3]` colours for `"rgb"`.
+        encoding: the card's `label_encoding`.
+        img_suffix, seg_map_suffix: the card's suffixes.
+        splits: `{split: [stem, ...]}` written as `<split>.txt` and named by the card, or None.
+        **card: further card fields (`label_map`, `reduce_zero_label`).
+    """
+    from PIL import Image
+
+    folder = pathlib.Path(folder)
+    for stem, image in images.items():
+        path = folder / "images" / f"{stem}{img_suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path, **({"quality": 95} if img_suffix == ".jpg" else {}))
+    for stem, label in labels.items():
+        path = folder / "labels" / f"{stem}{seg_map_suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(label, tuple):  # a palette ("P") PNG of indices
+            indices = np.ascontiguousarray(label[0], dtype=np.uint8)
+            picture = Image.frombytes("P", indices.shape[::-1], indices.tobytes())
+            picture.putpalette(np.resize(np.asarray(palette, np.uint8), (256, 3)).ravel().tolist())
+            picture.save(path)
+        else:
+            Image.fromarray(label).save(path)
+    fields = {
+        "classes": list(classes), "palette": [list(c) for c in palette], "img_dir": "images",
+        "ann_dir": "labels", "img_suffix": img_suffix, "seg_map_suffix": seg_map_suffix,
+        "label_encoding": encoding, **card,
+    }  # fmt: skip
+    if splits is not None:
+        for split, stems in splits.items():
+            (folder / f"{split}.txt").write_text("\n".join(stems) + "\n")
+        fields["splits"] = {split: f"{split}.txt" for split in splits}
+    (folder / "dataset.json").write_text(json.dumps(fields, indent=2))
+    return folder
 
 
 # ------------------------------------------------------------------------------------------------
