@@ -113,9 +113,12 @@ def write_camera(folder, rng):
 
 
 def _write_card(folder, card):
+    """`dataset.json`, one field a line."""
+    fields = ",\n".join(
+        f"  {json.dumps(name)}: {json.dumps(value)}" for name, value in card.items()
+    )
     with open(os.path.join(folder, "dataset.json"), "w") as f:
-        json.dump(card, f, indent=2)
-        f.write("\n")
+        f.write("{\n" + fields + "\n}\n")
 
 
 def main():
