@@ -168,11 +168,7 @@ def render(inspection):
         unknown = inspection.unknown.get(split)
         if not unknown or card.label_encoding == "rgb":
             continue
-        values = ", ".join(
-            f"{folder_card.describe_value(value)} ({count} px in "
-            f"{inspection.unknown_files[split][value]} files)"
-            for value, count in unknown.most_common()
-        )
+        values = folder_builder.describe_unknown(unknown, inspection.unknown_files[split])
         lines.append(
             f"- ignore (as {IGNORE_LABEL}) in {split} {sum(unknown.values())} pixels of label "
             f"values the card does not know: {values}"

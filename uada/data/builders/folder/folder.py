@@ -93,16 +93,24 @@ class FolderReport(common.PreparationReport):
     def summary(self, name):
         lines = [super().summary(name)]
         for split, pixels in sorted(self.unknown.items()):
-            values = ", ".join(
-                f"{describe_value(value)} ({count} px in {self.unknown_files[split][value]} "
-                f"file{'s' if self.unknown_files[split][value] > 1 else ''})"
-                for value, count in pixels.most_common()
-            )
             lines.append(
                 f"  {split}: ignored {sum(pixels.values())} pixels of label values the card does "
-                f"not know: {values}"
+                f"not know: {describe_unknown(pixels, self.unknown_files[split])}"
             )
         return "\n".join(lines)
+
+
+def describe_unknown(pixels, files):
+    """Unknown label values as text, the most frequent first: `99 (1200 px in 3 files), ...`.
+
+    Args:
+        pixels, files: `{value: pixels}` and `{value: files}` (`collections.Counter`s).
+    """
+    return ", ".join(
+        f"{describe_value(value)} ({count} px in {files[value]} file"
+        f"{'s' if files[value] > 1 else ''})"
+        for value, count in pixels.most_common()
+    )
 
 
 def files_of(card):
