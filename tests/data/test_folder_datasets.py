@@ -295,7 +295,7 @@ def test_a_domain_with_other_classes_is_refused_naming_both(tmp_path):
     assert str(tmp_path / "target" / "dataset.json") in str(error.value)
     with pytest.raises(DatasetCardError, match=r"cityscapes has other classes.*'road'"):
         domains.get_domain("cityscapes", config)
-    with pytest.raises(DatasetCardError, match=r"Unknown domain 'cityscape'"):
+    with pytest.raises(DatasetCardError, match=r"Unknown domain: .*domain='cityscape'"):
         domains.get_domain("cityscape", config)
 
 

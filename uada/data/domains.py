@@ -129,8 +129,8 @@ def _card(name):
     """The card of the folder dataset `name`; an unknown name says what a domain may be."""
     if not folder_card.has_card(name):
         raise DatasetCardError(
-            f"Unknown domain {name!r}: neither one of {sorted(_DOMAINS)} nor a folder holding a "
-            f"{DATASET_CARD} (README, 'Your own data')."
+            f"Unknown domain: neither one of {sorted(_DOMAINS)} nor a folder holding a "
+            f"{DATASET_CARD} (README, 'Your own data'). Received: domain={name!r}"
         )
     return folder_card.read_card(name)
 
