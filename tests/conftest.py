@@ -235,6 +235,9 @@ def run_main(module, *argv, cwd=REPO, check=True):
     root, absl_logger = std_logging.getLogger(), std_logging.getLogger("absl")
     handlers, root_level, absl_level = list(root.handlers), root.level, absl_logger.level
     app._run_init.done = app._register_and_parse_flags_with_usage.done = False
+    # ... and absl's --verbosity as a new process has it: unset, so that app.run raises it to
+    # INFO (a --verbosity a test set explicitly would otherwise stay, and hide the INFO lines).
+    flags.FLAGS["verbosity"].unparse()
     root.addHandler(log)
     returncode = 0
     try:

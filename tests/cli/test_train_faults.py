@@ -326,15 +326,12 @@ def test_causes_are_named_for_os_and_tensorflow_errors():
 def test_reported_errors_are_one_line_and_verbosity_adds_the_traceback(capsys, caplog):
     error = write_errors.WorkdirWriteError("/w/checkpoints", "no space left on the device", None)
     for verbosity, traceback in ((logging.INFO, False), (logging.DEBUG, True)):
-        old = logging.get_verbosity()
-        logging.set_verbosity(verbosity)
         caplog.clear()
-        try:
-            with pytest.raises(SystemExit) as exit_info:
-                with command_errors.reported(write_errors.WorkdirWriteError):
-                    raise error
-        finally:
-            logging.set_verbosity(old)
+        # flagsaver restores the flag as it was, its "default value" state included: app.run
+        # raises an unset --verbosity to INFO, an explicitly set one it keeps.
+        with flagsaver.flagsaver(verbosity=verbosity), pytest.raises(SystemExit) as exit_info:
+            with command_errors.reported(write_errors.WorkdirWriteError):
+                raise error
         assert exit_info.value.code == 1
         assert capsys.readouterr().err == f"{error}\n"
         assert any(record.exc_info for record in caplog.records) == traceback
