@@ -9,8 +9,9 @@ Packages import in one direction, from the bottom up:
   `uada.config_flags` (a `Config` as command-line flags);
 - `uada.layers` (the normalization family) and `uada.data` (labels, datasets, the demo domains,
   input pipelines);
-- `uada.models` (backbone, heads, losses, schedules, the UADA model and its training step) and
-  `uada.metrics` (confusion matrices and IoU);
+- `uada.models` (backbone, heads, losses, schedules, the frame every adaptation method trains in,
+  the UADA model and its training step) and `uada.metrics` (confusion matrices and IoU);
+- `uada.methods` (the field's other adaptation methods, one module each, on the models' frame);
 - `uada.runs` (a run directory and what is done with it: training, evaluation, inference, the
   runs of the paper's tables);
 - `uada.analysis` (what is computed from trained runs: tables, curves, figures, selection; and

@@ -61,10 +61,11 @@ class Config:
     takes. `uada.flags.define_train_flags` makes one flag of each field from it, so
     `python -m uada.train --helpfull` lists every field with its description, default and
     values; `Config.help(name)` returns one field's description. The names a closed set holds
-    are documented by its owner: modes by `uada.models.UADAModel`, normalizations by
-    `uada.layers.get_normalization`, backbones by `uada.models.build_backbone`, datasets and the
-    `data_dir` / `manual_dir` layout by `uada.data.domains`, strategies by `uada.runs.distribute`,
-    precisions by `uada.runs.precision`, demo shift factors by `uada.data.demo_generator`.
+    are documented by its owner: modes by `uada.models.UADAModel` and `uada.methods`,
+    normalizations by `uada.layers.get_normalization`, backbones by `uada.models.build_backbone`,
+    datasets and the `data_dir` / `manual_dir` layout by `uada.data.domains`, strategies by
+    `uada.runs.distribute`, precisions by `uada.runs.precision`, demo shift factors by
+    `uada.data.demo_generator`.
 
     The fields come in five groups: the model; the data (`batch_size` images per domain per step:
     2 source + 2 target in the paper; the demo source gets train + val frames, split 3:1 by the
@@ -90,6 +91,36 @@ class Config:
         "With --norm=dan: the epsilon R's DAN layers add to the source variance for the target "
         "images in training; 0 for the source images' 1e-5. The original code's: 1e-9.",
         lower_bound=0,
+    )
+
+    # The other adaptation methods' hyperparameters (`uada.methods`; docs/FIDELITY.md, *Other
+    # methods*): each mode reads only its own.
+    lambda_ent: float = _field(
+        0.001, "minent: weight of the target entropy loss (ADVENT's lambda_ent).", lower_bound=0
+    )
+    lambda_adv: float = _field(
+        0.001,
+        "advent, adaptsegnet: weight of the adversarial loss of the target outputs (lambda_adv).",
+        lower_bound=0,
+    )
+    discriminator_learning_rate: float = _field(
+        1e-4,
+        "advent, adaptsegnet: Adam learning rate of the output-space discriminator, decayed "
+        "with --lr_decay_epochs.",
+        lower_bound=0,
+    )
+    teacher_ema: float = _field(
+        0.99,
+        "self_training: the teacher's exponential-moving-average factor (DACS's alpha).",
+        lower_bound=0,
+        upper_bound=1,
+    )
+    pseudo_label_threshold: float = _field(
+        0.968,
+        "self_training: a target pixel's pseudo-label counts as confident when the teacher's "
+        "probability reaches this; the loss is weighted by the confident fraction.",
+        lower_bound=0,
+        upper_bound=1,
     )
 
     # Data.

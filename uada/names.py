@@ -5,7 +5,7 @@ implement them and document what each name means, and the command lines list the
 
 | set | field | implemented and documented by |
 |---|---|---|
-| `MODES` | `mode` | `uada.models.UADAModel` |
+| `MODES` | `mode` | `uada.models.UADAModel` (`UADA_MODES`), `uada.methods` (`METHOD_MODES`) |
 | `NORMALIZATIONS` | `norm` | `uada.layers.get_normalization` |
 | `BACKBONES`, `OUTPUT_STRIDES` | `backbone`, `output_stride` | `uada.models.build_backbone` |
 | `DATASETS`, `EVAL_ONLY_DATASETS`, `DATASET_CARD` | `source`, `target`, `unseen` | `uada.data` |
@@ -15,7 +15,11 @@ implement them and document what each name means, and the command lines list the
 | `PRECISIONS` | `mixed_precision` | `uada.runs.precision.set_precision` |
 """
 
-MODES = ("uada", "source_only", "multi_domain")
+# The modes of the paper's model (`uada.models.UADAModel`), then the field's other adaptation
+# methods (`uada.methods.METHODS`, one module each).
+UADA_MODES = ("uada", "source_only", "multi_domain")
+METHOD_MODES = ("minent", "advent", "adaptsegnet", "self_training")
+MODES = UADA_MODES + METHOD_MODES
 NORMALIZATIONS = ("none", "batch", "instance", "split_batch", "dan")
 BACKBONES = ("resnet50", "resnet_tiny")
 OUTPUT_STRIDES = (8, 16, 32)

@@ -5,21 +5,14 @@ import numpy as np
 import tensorflow as tf
 
 from uada.layers import domain_split
-from uada.models import framework_internals, losses, schedules, step_guard
-from uada.models.backbones import build_backbone
-from uada.models.heads import (
-    build_domain_classifier,
-    build_representation,
-    build_segmentation_head,
-)
-from uada.names import MODES
-
-# S's layers whose bias L2 also reaches (docs/FIDELITY.md, *Training*).
-_REGULARIZED_BIASES = ("logits_conv", "logits_upsample")
+from uada.models import losses, schedules, step_guard
+from uada.models.adaptation_model import AdaptationModel, build_segmentation_network
+from uada.models.heads import build_domain_classifier
+from uada.names import UADA_MODES
 
 
 @keras.saving.register_keras_serializable(package="uada")
-class UADAModel(keras.Model):
+class UADAModel(AdaptationModel):
     """Semantic segmentation network R + S, trained with UADA against a domain classifier D.
 
     `Z = R(x)` (backbone + extension), `logits = S(Z)`, `D(Z)` a per-position domain logit. A
@@ -92,7 +85,7 @@ class UADAModel(keras.Model):
         segmentation_head: S, a `keras.Model` Z -> logits at the image size.
         domain_classifier: D, a `keras.Model` Z -> `[N, h, w, 1]` logits; required in `"uada"`
             mode and `None` otherwise.
-        mode: one of `MODES`. Defaults to `"uada"`.
+        mode: one of `UADA_MODES`. Defaults to `"uada"`.
         num_classes: number of classes. Defaults to 19.
         lambda_conf: weight of the confusion loss. Defaults to 0.01.
         steps_per_epoch: G steps per epoch, for the ramp. Defaults to 1487.
@@ -132,12 +125,18 @@ class UADAModel(keras.Model):
         Adversarial Domain Adaptation.* WACV 2019, Eq. 2.
     """
 
+    # The adversarial game's metrics (`"uada"` mode), in log order.
+    _UADA_METRIC_NAMES = (
+        "domain_loss", "confusion_loss", "domain_accuracy", "confusion_clipped_fraction",
+        "confusion_gradient_ratio",
+    )  # fmt: skip
+    bar_metric_names = ("domain_loss", "domain_accuracy")
+
     def __init__(self, representation, segmentation_head, domain_classifier=None, *, mode="uada",
                  num_classes=19, lambda_conf=0.01, steps_per_epoch=schedules.STEPS_PER_EPOCH,
                  ramp_epochs=1, noise_sigma=0.1, noise_decay_steps=20000,
                  l2_regularization=8.5e-5, gradient_clip="auto", max_consecutive_skips=10,
                  seed=0, **kwargs):  # fmt: skip
-        super().__init__(**kwargs)
         _check_mode(mode)
         if (domain_classifier is None) == (mode == "uada"):
             raise ValueError(
@@ -146,165 +145,58 @@ class UADAModel(keras.Model):
             )
         if gradient_clip == "auto":
             gradient_clip = 5.0 if mode == "uada" else None
-        if gradient_clip is not None and not gradient_clip > 0:
-            raise ValueError(
-                f"`gradient_clip` must be positive, None or 'auto'. "
-                f"Received: gradient_clip={gradient_clip!r}"
-            )
-        if not (isinstance(max_consecutive_skips, int) and max_consecutive_skips >= 1):
-            raise ValueError(
-                f"`max_consecutive_skips` must be a positive integer. "
-                f"Received: max_consecutive_skips={max_consecutive_skips!r}"
-            )
         if lambda_conf < 0:
             raise ValueError(f"`lambda_conf` must be >= 0. Received: lambda_conf={lambda_conf!r}")
-        self.representation = representation
-        self.segmentation_head = segmentation_head
+        self.mode = mode  # before the frame's set-up, which makes the mode's metrics
+        super().__init__(
+            representation, segmentation_head, num_classes=num_classes,
+            steps_per_epoch=steps_per_epoch, l2_regularization=l2_regularization,
+            gradient_clip=gradient_clip, max_consecutive_skips=max_consecutive_skips, seed=seed,
+            **kwargs,
+        )  # fmt: skip
         self.domain_classifier = domain_classifier
-        self.mode = mode
-        self.num_classes = int(num_classes)
         self.lambda_conf = float(lambda_conf)
-        self.steps_per_epoch = int(steps_per_epoch)
         self.ramp_epochs = ramp_epochs
         self.noise_sigma = float(noise_sigma)
         self.noise_decay_steps = int(noise_decay_steps)
-        self.l2_regularization = float(l2_regularization)
-        self.gradient_clip = None if gradient_clip is None else float(gradient_clip)
-        self.max_consecutive_skips = max_consecutive_skips
-        self.seed = int(seed)
 
-        height, width = segmentation_head.output_shape[1:3]
-        images = keras.Input(shape=(height, width, 3), name="images")
-        self.segmenter = keras.Model(
-            images, segmentation_head(representation(images)), name="segmenter"
-        )
-        self.image_size = (height, width)
-        self._l2_weights = (
-            _conv_kernels(representation)
-            + _conv_kernels(segmentation_head)
-            + [segmentation_head.get_layer(name).bias for name in _REGULARIZED_BIASES]
-        )
-        # Moving statistics of R and S; restored when a step is skipped.
-        self._state_variables = (
-            representation.non_trainable_variables + segmentation_head.non_trainable_variables
-        )
-        self.skipped_steps = keras.Variable(0, dtype="int64", trainable=False, name="skipped_steps")
-        self._consecutive_skips = keras.Variable(
-            0, dtype="int64", trainable=False, name="consecutive_skips"
-        )
-        self._invalid_label_steps = keras.Variable(
-            0, dtype="int64", trainable=False, name="invalid_label_steps"
-        )
-        self.loss_tracker = keras.metrics.Mean(name="loss")  # the G objective
-        self.seg_loss_tracker = keras.metrics.Mean(name="seg_loss")
-        if mode == "uada":
-            self.domain_loss_tracker = keras.metrics.Mean(name="domain_loss")
-            self.confusion_loss_tracker = keras.metrics.Mean(name="confusion_loss")
-            self.domain_accuracy_tracker = keras.metrics.Mean(name="domain_accuracy")
-            self.clipped_fraction_tracker = keras.metrics.Mean(name="confusion_clipped_fraction")
-            self.gradient_ratio_tracker = keras.metrics.Mean(name="confusion_gradient_ratio")
-        self.seg_optimizer = None
-        self.domain_optimizer = None
-        self.built = True
-
-    # ----------------------------------------------------------------------------------------
-    # Inference
-
-    def call(self, inputs, training=False):
-        return self.segmenter(inputs, training=training)
-
-    def predict_labels(self, images, batch_size=None):
-        """Returns the label map `[N, H, W]` (int32 train ids) of images `[N, H, W, 3]`."""
-        from uada.models.label_prediction import predict_labels
-
-        return predict_labels(self.segmenter, images, batch_size=batch_size)
+    @property
+    def method_metric_names(self):
+        return self._UADA_METRIC_NAMES if self.mode == "uada" else ()
 
     # ----------------------------------------------------------------------------------------
     # Training
 
-    def compile(self, seg_optimizer=None, domain_optimizer=None, *, learning_rate=0.01,
-                decay_epochs=(9, 16), steps_per_execution=1, jit_compile="auto",
-                run_eagerly=False):  # fmt: skip
+    def compile(self, seg_optimizer=None, domain_optimizer=None, **kwargs):
         """Configures training; builds both optimizers on their variables.
 
         Args:
             seg_optimizer: optimizer of the G step (R and S). Defaults to SGD, momentum 0.9,
-                `learning_rate` halved after each of `decay_epochs`.
+                `learning_rate` multiplied by `decay_factor` after each of `decay_epochs`.
             domain_optimizer: optimizer of the D step (`"uada"` mode only); the same default.
-            learning_rate: initial learning rate of the default optimizers. Defaults to 0.01.
-            decay_epochs: epochs after which the default optimizers' rate is halved.
-                Defaults to (9, 16) (the paper's text).
-            steps_per_execution, jit_compile, run_eagerly: as in `keras.Model.compile`.
+            **kwargs: `learning_rate` (0.01), `decay_epochs` ((9, 16), the paper's text),
+                `decay_factor` (0.5), `steps_per_execution`, `jit_compile`, `run_eagerly`: as
+                `uada.models.adaptation_model.AdaptationModel.compile`'s.
 
         Under a `"mixed_float16"` policy (the model's compute dtype is float16) both optimizers
         are wrapped in `keras.optimizers.LossScaleOptimizer` (see "Mixed precision" in the
         class docstring).
         """
-        with self.distribute_strategy.scope():
-            if seg_optimizer is None:
-                seg_optimizer = self._default_optimizer(learning_rate, decay_epochs, "seg_sgd")
-            if self.mode == "uada" and domain_optimizer is None:
-                domain_optimizer = self._default_optimizer(
-                    learning_rate, decay_epochs, "domain_sgd"
-                )
-            if self.compute_dtype == "float16":  # both updates need loss scaling
-                seg_optimizer = step_guard.loss_scaled(seg_optimizer)
-                if domain_optimizer is not None:
-                    domain_optimizer = step_guard.loss_scaled(domain_optimizer)
         if self.mode != "uada" and domain_optimizer is not None:
             raise ValueError(
                 f"`domain_optimizer` is only used in 'uada' mode. Received: mode={self.mode!r}, "
                 f"domain_optimizer={domain_optimizer!r}"
             )
-        inner = step_guard.inner_optimizer
-        if inner(seg_optimizer) is inner(domain_optimizer):
-            raise ValueError(
-                "`seg_optimizer` and `domain_optimizer` must be two optimizer instances "
-                "(each keeps its own momentum and step count)."
-            )
-        super().compile(
-            optimizer=seg_optimizer,
-            steps_per_execution=steps_per_execution,
-            jit_compile=jit_compile,
-            run_eagerly=run_eagerly,
-            auto_scale_loss=False,
-        )
-        self.seg_optimizer = self.optimizer
-        self.domain_optimizer = domain_optimizer
-        # `fit` builds only `self.optimizer`, and on every trainable variable: build both here.
-        with self.distribute_strategy.scope():
-            self.seg_optimizer.build(self._generator_variables)
-            if self.domain_optimizer is not None:
-                self.domain_optimizer.build(self.domain_classifier.trainable_variables)
+        super().compile(seg_optimizer, domain_optimizer, **kwargs)
 
-    def _default_optimizer(self, learning_rate, decay_epochs, name):
+    def _default_domain_optimizer(self, learning_rate, decay_epochs, decay_factor):
         return schedules.sgd(
             learning_rate,
             steps_per_epoch=self.steps_per_epoch,
             decay_epochs=decay_epochs,
-            name=name,
+            factor=decay_factor,
+            name="domain_sgd",
         )
-
-    @property
-    def _generator_variables(self):
-        return self.representation.trainable_variables + self.segmentation_head.trainable_variables
-
-    def fit(self, *args, **kwargs):
-        """`keras.Model.fit`, with a callback that raises when labels are invalid or too many
-        consecutive steps were skipped (see the class docstring)."""
-        callbacks = list(kwargs.pop("callbacks", None) or [])
-        if not any(isinstance(c, step_guard.TrainingGuard) for c in callbacks):
-            callbacks.append(step_guard.TrainingGuard())
-        return super().fit(*args, callbacks=callbacks, **kwargs)
-
-    # Keras' symbolic build would draw a batch from the input; see `no_symbolic_build`.
-    _maybe_symbolic_build = framework_internals.no_symbolic_build
-
-    @property
-    def metrics(self):
-        # The model's own trackers, reset by `fit` each epoch (Keras' compile-made "loss"
-        # tracker is never updated here).
-        return [self.loss_tracker, self.seg_loss_tracker, *self._domain_trackers]
 
     @property
     def log_names(self):
@@ -313,80 +205,42 @@ class UADAModel(keras.Model):
         step = ("lr", "sigma") if self.mode == "uada" else ("lr",)
         return (*(metric.name for metric in self.metrics), *step, "skipped_steps")
 
-    def train_step(self, data):
-        logs = self._step(data)
-        return framework_internals.reducible_logs(logs, tf.distribute.get_strategy())
-
     @property
-    def _domain_variables(self):
+    def domain_variables(self):
         if self.domain_classifier is None:
             return []
         return self.domain_classifier.trainable_variables
 
-    @property
-    def _domain_state(self):
-        """What D's update changes: D's weights and its optimizer's iteration and momentum (not a
-        loss scale, which must keep finding its level whether or not the step is applied)."""
-        if self.domain_classifier is None:
-            return []
-        return self._domain_variables + list(
-            step_guard.inner_optimizer(self.domain_optimizer).variables
-        )
-
     def _unpack(self, data):
-        """`((source_images, source_labels), target_images)` or `(source_images, source_labels)`
-        -> `(source_images, source_labels, target_images or None)`."""
-        if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], tuple | list):
-            (source_images, source_labels), target_images = data
-        elif isinstance(data, tuple | list) and len(data) == 2:
-            (source_images, source_labels), target_images = data, None
-        else:
-            raise ValueError(
-                "Each batch must be ((source_images, source_labels), target_images), or "
-                f"(source_images, source_labels) in 'source_only' mode. Received: {data!r}"
-            )
-        if target_images is None and self.mode != "source_only":
-            raise ValueError(
-                f"mode={self.mode!r} needs target images: each batch must be "
-                "((source_images, source_labels), target_images)."
-            )
+        """`((source_images, source_labels), target_images)`, or `(source_images,
+        source_labels)` in `"source_only"` mode, -> `(source_images, source_labels,
+        target_images or None)`; a source-only model never sees target images."""
+        source_images, source_labels, target_images = super()._unpack(
+            data, needs_target=self.mode != "source_only"
+        )
         if self.mode == "source_only":
-            target_images = None  # target images never enter a source-only model
-        if source_images.shape[0] is None:
-            raise ValueError(
-                "The source batch size must be static (it sets the source/target split of every "
-                "normalization layer); batch the dataset with `drop_remainder=True`. Received: "
-                f"source_images with shape {source_images.shape}"
-            )
+            target_images = None
         return source_images, source_labels, target_images
 
     def _step(self, data):
         """One step of Eq. 2 (class docstring); the guards are `uada.models.step_guard`'s.
 
         Returns the logs `fit` shows (`_logs`)."""
-        source_images, source_labels, target_images = self._unpack(data)
-        num_source = int(source_images.shape[0])  # per replica
+        start = self._start_step(data)
+        num_source = start.num_source  # per replica
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        invalid_labels = losses.assert_valid_labels(
-            source_labels, num_classes=self.num_classes, name="source_labels"
-        )
-        images = self._source_first(source_images, target_images, invalid_labels)
-        moving_statistics = step_guard.snapshot(self._state_variables)
-        # D's update is applied before G's fate is known; a skipped G step takes it back too.
-        domain_state = step_guard.snapshot(self._domain_state)
         step, g_step = self._step_counts()
-        learning_rate = tf.cast(self.seg_optimizer.learning_rate, tf.float32)  # before the update
-        logs, d_overflow, conf_loss, d_metrics = {}, tf.constant(False), None, {}
+        logs, d_overflow, d_metrics = {}, tf.constant(False), {}
 
         with tf.GradientTape() as tape:
-            with domain_split(None if target_images is None else num_source):
-                z = self.representation(images, training=True)  # Z = R([x_s; x_t]): [N, h, w, 256]
+            with domain_split(num_source if start.has_target else None):
+                z = self.representation(start.images, training=True)  # Z = R([x_s; x_t])
             with domain_split(None):  # S's DAN on source rows only: the same source logits
                 logits = self.segmentation_head(z[:num_source], training=True)
-            seg_loss, global_seg_loss = self._segmentation_loss(source_labels, logits)
+            seg_loss, global_seg_loss = self._segmentation_loss(start.source_labels, logits)
             reg_loss = losses.l2_regularization(self._l2_weights, self.l2_regularization)
             g_loss = seg_loss + reg_loss / replicas  # this replica's share of the G objective
-            finite = tf.math.is_finite(global_seg_loss) & tf.equal(invalid_labels, 0)
+            finite = tf.math.is_finite(global_seg_loss) & tf.equal(start.invalid_labels, 0)
             if self.mode == "uada":
                 with tape.stop_recording():  # the D step, on sg(Z)
                     finite, d_overflow, d_metrics = self._domain_step(
@@ -399,7 +253,7 @@ class UADAModel(keras.Model):
                 g_loss = g_loss + self.lambda_conf * ramp * conf_loss / replicas
             scaled_g_loss = self.seg_optimizer.scale_loss(g_loss)
 
-        g_variables = self._generator_variables
+        g_variables = self.generator_variables
         # The gradient with respect to Z comes from the same backward pass (diagnostics only).
         *g_grads, z_grad = tape.gradient(scaled_g_loss, g_variables + [z])
         g_grads, g_grads_finite = step_guard.reduce_gradients(
@@ -411,6 +265,7 @@ class UADAModel(keras.Model):
         if self.mode == "uada":
             diagnostics = {
                 **d_metrics,
+                "confusion_loss": conf_loss,
                 "confusion_clipped_fraction": losses.confusion_clipped_fraction(
                     conf_logits, num_source
                 ),
@@ -420,14 +275,9 @@ class UADAModel(keras.Model):
             self.seg_optimizer, g_grads, g_variables,
             losses_finite=g_losses_finite, grads_finite=g_grads_finite,
         )  # fmt: skip
-        step_guard.restore_unless(applied, self._state_variables, moving_statistics)
-        step_guard.restore_unless(applied, self._domain_state, domain_state)
-        step_guard.count_skip(
-            applied, d_overflow | g_overflow, self.skipped_steps, self._consecutive_skips
-        )
-        self._invalid_label_steps.assign_add(tf.cast(invalid_labels > 0, tf.int64))
-        self._update_metrics(applied, total, global_seg_loss, conf_loss, diagnostics)
-        return self._logs(learning_rate, logs)
+        self._end_step(start, applied, d_overflow | g_overflow)
+        self._update_metrics(applied, total, global_seg_loss, diagnostics)
+        return self._logs(start.learning_rate, logs)
 
     def _domain_step(self, z, num_source, step, finite, logs):
         """The D step of Eq. 2 on `z` = sg(Z): min over theta_d of L_dom(D(z + sigma * n1)).
@@ -436,33 +286,16 @@ class UADAModel(keras.Model):
         not at all). Returns `(finite, overflow, metrics)`, `metrics` the step's `domain_loss`
         and `domain_accuracy` (counted only if the whole step is applied); adds `sigma` to `logs`.
         """
-        variables = self._domain_variables
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         logs["sigma"] = self._sigma(step)
         noisy_z = self._with_noise(z, step)
-        with tf.GradientTape() as tape:
+
+        def loss():
             d_logits = self.domain_classifier(noisy_z, training=True)  # [N, h, w, 1]
-            d_loss = losses.domain_loss(d_logits, num_source)
-            scaled = self.domain_optimizer.scale_loss(d_loss / replicas)
-        grads, grads_finite = step_guard.reduce_gradients(
-            tape.gradient(scaled, variables), self.domain_optimizer, self.gradient_clip
-        )
-        losses_finite = finite & tf.math.is_finite(step_guard.sum_over_replicas(d_loss))
-        finite, overflow = step_guard.apply_or_skip(
-            self.domain_optimizer, grads, variables,
-            losses_finite=losses_finite, grads_finite=grads_finite,
-        )  # fmt: skip
+            return losses.domain_loss(d_logits, num_source), d_logits
+
+        finite, overflow, d_loss, d_logits = self._domain_update(loss, finite)
         accuracy = losses.pooled_domain_accuracy(d_logits, num_source)
         return finite, overflow, {"domain_loss": d_loss, "domain_accuracy": accuracy}
-
-    def _source_first(self, source_images, target_images, invalid_labels):
-        """The batch R sees: `[x_s ; x_t]` (`[num_source + num_target, H, W, 3]`), or `x_s` alone
-        without target images; computed after the label check (no loss on invalid labels)."""
-        with tf.control_dependencies([invalid_labels]):
-            source_images = tf.identity(source_images)
-        if target_images is None:
-            return source_images
-        return tf.concat([source_images, tf.cast(target_images, source_images.dtype)], 0)
 
     def _step_counts(self):
         """`(step, g_step)`: D + G steps taken (the noise schedule's clock) and G steps taken."""
@@ -473,56 +306,6 @@ class UADAModel(keras.Model):
     @property
     def _ramp_steps(self):
         return int(round(self.ramp_epochs * self.steps_per_epoch))
-
-    def _segmentation_loss(self, labels, logits):
-        """L_seg as `(this replica's share, the global mean)`: the summed cross-entropy over
-        this replica's valid pixels divided by the global number of valid source pixels, so
-        that the replicas' gradients add up to the gradient of the global mean."""
-        seg_sum, valid_count = losses.segmentation_loss_sum(
-            labels, logits, num_classes=self.num_classes
-        )
-        global_sum_count = step_guard.sum_over_replicas(tf.stack([seg_sum, valid_count]))
-        global_sum, global_count = global_sum_count[0], global_sum_count[1]
-        return seg_sum / tf.maximum(global_count, 1.0), global_sum / tf.maximum(global_count, 1.0)
-
-    def _update_metrics(self, applied, loss, seg_loss, confusion_loss, diagnostics):
-        """Adds an applied step's G losses and `diagnostics` (`{tracker name: value}`, empty
-        unless `"uada"`) to the metrics (a skipped step adds nothing)."""
-        weight = tf.cast(applied, tf.float32)
-        step_guard.update_mean(self.loss_tracker, loss, weight)
-        step_guard.update_mean(self.seg_loss_tracker, seg_loss, weight)
-        if confusion_loss is not None:
-            step_guard.update_mean(self.confusion_loss_tracker, confusion_loss, weight)
-        for tracker in self._domain_trackers:
-            if tracker.name in diagnostics:
-                step_guard.update_mean(tracker, diagnostics[tracker.name], weight)
-
-    def _logs(self, learning_rate, step_logs):
-        """The logs `fit` shows: the metrics' means over the applied steps, `lr`, the step's
-        `sigma`, `skipped_steps` and, under float16 loss scaling, the G step's `loss_scale`."""
-        logs = {
-            "loss": self.loss_tracker.result(),
-            "seg_loss": self.seg_loss_tracker.result(),
-            **{m.name: m.result() for m in self._domain_trackers},
-            "lr": learning_rate,
-            **step_logs,
-            "skipped_steps": self.skipped_steps.value,
-        }
-        if isinstance(self.seg_optimizer, keras.optimizers.LossScaleOptimizer):
-            logs["loss_scale"] = self.seg_optimizer.dynamic_scale.value
-        return logs
-
-    @property
-    def _domain_trackers(self):
-        if self.mode != "uada":
-            return []
-        return [
-            self.domain_loss_tracker,
-            self.confusion_loss_tracker,
-            self.domain_accuracy_tracker,
-            self.clipped_fraction_tracker,
-            self.gradient_ratio_tracker,
-        ]
 
     def _sigma(self, step):
         return schedules.instance_noise_sigma(
@@ -583,19 +366,13 @@ def build_uada_model(mode="uada", backbone="resnet50", norm="dan", output_stride
 
     Args:
         mode: `"source_only"`, `"multi_domain"` or `"uada"` (see `UADAModel`).
-        backbone: `"resnet50"` or `"resnet_tiny"` (see `build_backbone`).
-        norm: normalization of R, one of `uada.layers.NORMALIZATIONS`. S always uses DAN.
-        output_stride: 8 (the paper), 16 or 32.
-        weights: `None`, `"imagenet"` (ResNet-50 only) or the path to a Keras weights file of
-            the backbone's base model (see `build_backbone`).
-        image_size: `(H, W)` of training and inference images. Defaults to (384, 768).
-        num_classes: number of classes. Defaults to 19.
+        backbone, norm, output_stride, weights, image_size, num_classes, synchronized,
+            dan_target_epsilon: R and S's (`uada.models.adaptation_model.
+            build_segmentation_network`): `"resnet50"` or `"resnet_tiny"`, R's normalization
+            (S always uses DAN), 8 (the paper), 16 or 32, `None`, `"imagenet"` or a weights
+            file, `(H, W)` (defaults to (384, 768)), 19 classes, synchronized statistics under a
+            strategy of several replicas, DAN's target epsilon (`None` for 1e-5).
         lambda_conf: weight of the confusion loss. Defaults to 0.01.
-        synchronized: all-reduce normalization statistics across replicas. Defaults to `True`
-            when built under a `tf.distribute` strategy with more than one replica.
-        dan_target_epsilon: with `norm="dan"`, the epsilon R's DAN layers add to the source
-            variance for the target samples; `None` for 1e-5, the source samples' (the original
-            code's is 1e-9; docs/FIDELITY.md, *Normalization*).
         **kwargs: the other `UADAModel` arguments (`steps_per_epoch`, `ramp_epochs`,
             `noise_sigma`, `noise_decay_steps`, `l2_regularization`, `gradient_clip`,
             `max_consecutive_skips`, `seed`, `name`).
@@ -604,16 +381,10 @@ def build_uada_model(mode="uada", backbone="resnet50", norm="dan", output_stride
         A `UADAModel`, not compiled.
     """
     _check_mode(mode)  # before building anything
-    if synchronized is None:
-        synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
-    features = build_backbone(
-        backbone, norm, output_stride, weights, input_shape=(*image_size, 3),
+    representation, head = build_segmentation_network(
+        backbone, norm, output_stride, weights, image_size, num_classes,
         synchronized=synchronized, dan_target_epsilon=dan_target_epsilon,
     )  # fmt: skip
-    representation = build_representation(
-        features, norm, synchronized=synchronized, dan_target_epsilon=dan_target_epsilon
-    )
-    head = build_segmentation_head(num_classes, image_size, synchronized=synchronized)
     domain_classifier = build_domain_classifier() if mode == "uada" else None
     kwargs.setdefault("name", f"uada_{mode}")
     return UADAModel(
@@ -623,8 +394,8 @@ def build_uada_model(mode="uada", backbone="resnet50", norm="dan", output_stride
 
 
 def _check_mode(mode):
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
+    if mode not in UADA_MODES:
+        raise ValueError(f"`mode` must be one of {UADA_MODES}. Received: mode={mode!r}")
 
 
 def _confusion_gradient_ratio(z_grad, num_source):
@@ -640,14 +411,3 @@ def _confusion_gradient_ratio(z_grad, num_source):
     seg_norm = tf.norm(tf.reshape(z_grad[:num_source], [-1]))
     conf_norm = tf.norm(tf.reshape(z_grad[num_source:], [-1]))
     return conf_norm / tf.maximum(seg_norm, np.finfo(np.float32).tiny)
-
-
-def _conv_kernels(model):
-    """The kernels of every `Conv2D` and `Conv2DTranspose` in `model`, nested models included."""
-    kernels = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            kernels += _conv_kernels(layer)
-        elif isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose):
-            kernels.append(layer.kernel)
-    return kernels

@@ -57,7 +57,7 @@ def evaluate(config, workdir, domains=None, *, checkpoint=None, resolution=None,
             `config.eval_max_images`; 0 for all.
         output_json: the JSON file; `None` for `WORKDIR/eval_<measured>[_adabn].json`
             (`measured_resolution`).
-        model: an already restored `UADAModel` (e.g. at the end of training), else one is built
+        model: an already restored model (e.g. at the end of training), else one is built
             and restored.
         print_table: print the Markdown table to stdout.
         adapt_statistics: `"none"` or `"target"` (AdaBN; see `evaluate_model`).
@@ -86,10 +86,10 @@ def evaluate(config, workdir, domains=None, *, checkpoint=None, resolution=None,
 
 def evaluate_model(model, config, domains=None, *, resolution=None, max_images=None,
                    adapt_statistics="none", adapt_max_images=None):  # fmt: skip
-    """Per-domain IoU of a restored `UADAModel` in inference mode; writes nothing.
+    """Per-domain IoU of a restored model (its `segmenter`) in inference mode; writes nothing.
 
     Args:
-        model: a restored `UADAModel`.
+        model: a restored model (`uada.runs.workdir.build_model`).
         config: the run's `Config`.
         domains, resolution, max_images: as `evaluate`'s.
         adapt_statistics: `"none"`: the model's own moving statistics for every domain.

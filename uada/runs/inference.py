@@ -209,7 +209,7 @@ def export(config, workdir, output, *, checkpoint=None, model=None):
         workdir: the run's directory.
         output: the SavedModel folder.
         checkpoint: a checkpoint prefix; `None` for the workdir's latest.
-        model: an already restored `UADAModel`, else one is built and restored.
+        model: an already restored model, else one is built and restored.
     """
     if model is None:
         model, _ = workdir_lib.load_model(config, workdir, checkpoint)

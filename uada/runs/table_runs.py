@@ -19,7 +19,7 @@ import time
 import keras
 from absl import flags, logging
 
-from uada import config_flags
+from uada import config_flags, methods
 from uada.data import demo_generator
 from uada.runs import evaluation, trainer
 from uada.runs import workdir as workdir_lib
@@ -59,7 +59,8 @@ def experiment_argv(experiment, *, demo=False, overrides=(), experiments_dir=EXP
 
     Args:
         experiment: an experiment file's name without `.flags`.
-        demo: map it to `demo.flags` with the experiment's mode, norm and lambda.
+        demo: map it to `demo.flags` with the experiment's mode, norm, lambda and, for a method
+            of `uada.methods`, its hyperparameters.
         overrides: extra `name=value` training flags.
         experiments_dir: the folder of the experiment files.
     """
@@ -76,6 +77,8 @@ def experiment_argv(experiment, *, demo=False, overrides=(), experiments_dir=EXP
             f"--mode={config.mode}",
             f"--norm={config.norm}",
             f"--lambda_conf={config.lambda_conf:g}",
+            # The experiment's method hyperparameters (`uada.methods`), if its mode has any.
+            *(f"--{name}={value!r}" for name, value in methods.hyperparameters(config).items()),
         ]
         if config.source != "gta5":  # the target oracle: trained on the target's labels
             argv += [
@@ -86,7 +89,8 @@ def experiment_argv(experiment, *, demo=False, overrides=(), experiments_dir=EXP
 
 
 def _demo_workdir_name(config):
-    """`<mode>_<norm>[_lambda<lambda>]`, `oracle_<norm>` for a run trained on the demo target,
+    """`<mode>_<norm>[_lambda<lambda>]` (lambda for `uada` only: a method of `uada.methods` is
+    `<mode>_<norm>`), `oracle_<norm>` for a run trained on the demo target,
     then `_shift-<name>` for a demo shift other than `full` and `_weights-<file stem>` for a
     pretrained start."""
     if config.source == "demo_target":

@@ -10,16 +10,19 @@ In this order:
 2. Op determinism (`--deterministic`) and the seed are set; the demo domains are generated if the
    run uses them; the datasets are prepared (TFDS) and the training stream is built
    (`uada.data.pipeline.train_dataset`).
-3. The model (`uada.models.build_uada_model`) is built under the `--strategy`'s scope with the
+3. The model (`uada.runs.workdir.build_model`: the `UADAModel` of the mode, or the model of a
+   method of `uada.methods`) is built under the `--strategy`'s scope with the
    `--mixed_precision` policy (`uada.runs.distribute`, `uada.runs.precision`) and compiled with
-   two SGD optimizers (lr schedule: docs/FIDELITY.md, *Training*; XLA with `--jit_compile`). With R
+   two SGD optimizers (lr schedule: docs/FIDELITY.md, *Training*; a method's discriminator gets
+   its own; XLA with `--jit_compile`). With R
    replicas each replica takes its own source-first `batch_size + batch_size` batch, so a step
    sees R times the images and an epoch has R times fewer steps. Under `"multi_worker"`, only
    the chief (worker 0) writes the workdir; the other workers save their (identical) checkpoints
    into a scratch folder, as `tf.distribute` requires every worker to take part in a save.
-4. The latest checkpoint of `WORKDIR/checkpoints` is restored: model, both optimizers, the step and
-   the data iterator's position (everything a step depends on: the instance noise and the
-   augmentation are functions of the step and of the data position), so a resumed run continues
+4. The latest checkpoint of `WORKDIR/checkpoints` is restored: model (a method's discriminator
+   and teacher included), both optimizers, the step and the data iterator's position (everything
+   a step depends on: the instance noise and the augmentation are functions of the step and of
+   the data position), so a resumed run continues
    exactly where the last checkpoint left it. A damaged checkpoint (files missing, truncated, or
    failing TensorFlow's checksum) is named in one warning line and moved into
    `WORKDIR/checkpoints/damaged/`, and the run resumes from the newest intact one
@@ -29,9 +32,10 @@ In this order:
    scratch.
 5. Training runs G steps with Keras' progress bar, TensorBoard summaries in `WORKDIR/train`
    (`tf.summary.scalar`: losses, lr, sigma, domain accuracy, the confusion term's clipped
-   fraction and gradient ratio (`UADAModel`, *Metrics*), skipped steps, every `log_every`
-   steps; `tf.summary.image`: image | ground truth | prediction of two source and two target
-   validation images, at step 1 and every `image_summary_every` steps), and a checkpoint every
+   fraction and gradient ratio (`UADAModel`, *Metrics*), a method's own metrics
+   (`uada.methods`), skipped steps, every `log_every` steps; `tf.summary.image`: image | ground
+   truth | prediction of two source and two target validation images, at step 1 and every
+   `image_summary_every` steps), and a checkpoint every
    `checkpoint_every` steps and at the end (`tf.train.CheckpointManager`: the state file is
    rewritten atomically only after a checkpoint's files are complete). SIGTERM or SIGINT finishes
    the step, checkpoints it and stops with `uada.runs.preemption.TrainingInterrupted`; a write the
@@ -89,12 +93,15 @@ def _optimizer(config, steps_per_epoch, name):
 
 def compile_model(model, config, steps_per_epoch):
     """Compiles `model` with the SGD optimizers of the paper's setup (one for G, one for D in UADA);
+    a method's discriminator gets the method's own optimizer on the same decay (`uada.methods`);
     XLA when `config.jit_compile`."""
     model.compile(
         seg_optimizer=_optimizer(config, steps_per_epoch, "seg_sgd"),
         domain_optimizer=(
             _optimizer(config, steps_per_epoch, "domain_sgd") if config.mode == "uada" else None
         ),
+        decay_epochs=config.lr_decay_epochs,
+        decay_factor=config.lr_decay_factor,
         jit_compile=config.jit_compile,
     )
 
@@ -283,7 +290,9 @@ def _train_loop(model, config, workdir, iterator, step, total_steps, manager, st
                 "\nStep %d was skipped: a loss or a gradient was not finite (NaN or Inf); %d "
                 "skipped so far.", current, skipped,
             )  # fmt: skip
-        progbar.update(current, [(name, values[name]) for name in _BAR_NAMES if name in values])
+        progbar.update(
+            current, [(name, values[name]) for name in model.bar_names if name in values]
+        )
         if current % config.log_every == 0 or current == total_steps:
             with summaries(), writer.as_default(step=current):
                 for name, value in values.items():
@@ -312,11 +321,6 @@ def _save_checkpoint(manager, step):
     """`manager.save` at `step`; a refused write is a `WorkdirWriteError`."""
     with write_errors.writing(manager.directory, lambda: manager.latest_checkpoint):
         manager.save(checkpoint_number=step)
-
-
-# The progress bar's share of the step's logs (`UADAModel.log_names`; TensorBoard has all): a
-# line that fits a terminal.
-_BAR_NAMES = ("seg_loss", "domain_loss", "domain_accuracy", "lr")
 
 
 def _image_summary_batches(config):

@@ -44,6 +44,7 @@ from absl import logging
 from google.protobuf import text_format
 
 from uada import config as config_lib
+from uada import methods
 from uada.data import domains as domains_lib
 from uada.models import build_uada_model, framework_internals, schedules
 
@@ -134,14 +135,20 @@ def _atomic_write(path, text):
 
 
 def build_model(config, steps_per_epoch=schedules.STEPS_PER_EPOCH):
-    """Builds the `UADAModel` of `config` (not compiled), predicting the run's classes
-    (`uada.data.domains.run_classes`: 19 for the built-in datasets).
+    """Builds the model of `config` (not compiled): the `UADAModel` of its mode, or the model of
+    one of the other adaptation methods (`uada.methods.METHODS`) with its hyperparameters,
+    predicting the run's classes (`uada.data.domains.run_classes`: 19 for the built-in datasets).
 
     Args:
         config: the run's `Config`.
         steps_per_epoch: G steps per epoch (ramp and learning-rate schedule).
     """
-    return build_uada_model(
+    if config.mode in methods.METHODS:
+        build, mode_arguments = methods.build_method_model, methods.hyperparameters(config)
+    else:
+        build = build_uada_model
+        mode_arguments = {"lambda_conf": config.lambda_conf, "ramp_epochs": config.ramp_epochs}
+    return build(
         num_classes=len(domains_lib.run_classes(config)),
         mode=config.mode,
         backbone=config.backbone,
@@ -149,16 +156,15 @@ def build_model(config, steps_per_epoch=schedules.STEPS_PER_EPOCH):
         output_stride=config.output_stride,
         weights=None if config.weights == "none" else config.weights,
         image_size=tuple(config.image_size),
-        lambda_conf=config.lambda_conf,
         dan_target_epsilon=config.dan_target_epsilon or None,
         steps_per_epoch=steps_per_epoch,
-        ramp_epochs=config.ramp_epochs,
         gradient_clip=(
             {"auto": "auto", "none": None}[config.gradient_clip]
             if config.gradient_clip in ("auto", "none")
             else float(config.gradient_clip)
         ),
         seed=config.seed,
+        **mode_arguments,
     )
 
 
@@ -455,7 +461,7 @@ def restore_model(model, workdir, checkpoint=None):
 
 
 def load_model(config, workdir, checkpoint=None):
-    """Builds the run's `UADAModel` and restores it for inference.
+    """Builds the run's model (`build_model`) and restores it for inference.
 
     Args:
         config: the run's `Config` (`load_config(workdir)`).
