@@ -157,14 +157,15 @@ def relative_update_errors(initial, expected, actual, names):
     return errors
 
 
-def assert_same_step(initial, expected, actual, names, *, bound, logs=None):
+def assert_same_step(initial, expected, actual, names, *, bound, logs=None,
+                     log_keys=("seg_loss", "domain_loss", "confusion_loss", "loss")):  # fmt: skip
     """Two computations of one step from the same `initial` values: every variable's update
     (`expected`, `actual`: the values after the step) agrees within `bound` relative to its norm;
     variables the step did not change (counters included) are equal; `logs`, `(expected history,
-    actual history)` of `fit`, agree within `bound` too."""
+    actual history)` of `fit`, agree within `bound` too (the losses `log_keys`)."""
     assert len(initial) == len(expected) == len(actual) == len(names)
     if logs is not None:
-        for key in ("seg_loss", "domain_loss", "confusion_loss", "loss"):
+        for key in log_keys:
             np.testing.assert_allclose(logs[1][key], logs[0][key], rtol=bound, err_msg=key)
     errors = relative_update_errors(initial, expected, actual, names)
     assert errors, "the step changed no variable"
@@ -173,6 +174,75 @@ def assert_same_step(initial, expected, actual, names, *, bound, logs=None):
     for name, a, b in zip(names, expected, actual, strict=True):
         if name not in errors:
             np.testing.assert_array_equal(b, a, err_msg=name)
+
+
+# ------------------------------------------------------------------------------------------------
+# One training step of the tiny models, the reference of the step tests.
+
+TINY_SIZE = (32, 64)  # the smallest the output-space discriminator (5 halvings) takes
+
+
+def tiny_examples(count, seed=0):
+    """uint8 source images, labels (a band of 255) and target images, as prepared datasets hold,
+    of `TINY_SIZE`."""
+    rng = np.random.default_rng(seed)
+    source = rng.integers(0, 256, (count, *TINY_SIZE, 3), dtype=np.uint8)
+    target = rng.integers(0, 256, (count, *TINY_SIZE, 3), dtype=np.uint8)
+    labels = rng.integers(0, 19, (count, *TINY_SIZE), dtype=np.uint8)
+    labels[:, :4] = 255
+    labels[0, 4:12] = 255  # unequal valid-pixel counts per replica
+    return source, labels, target
+
+
+def global_batch(source, labels, target):
+    """The single-device batch `((source, labels), target)` of `tiny_examples`."""
+    return (source.astype("float32"), labels.astype("int32")), target.astype("float32")
+
+
+def fit_steps(model, batch, steps=1):
+    """`fit` for `steps` steps on `batch` repeated; returns the history."""
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    return model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0).history
+
+
+def build_tiny_method(mode, **kwargs):
+    """The model of a method of `uada.methods` on resnet_tiny with DAN, `TINY_SIZE` images."""
+    from uada.methods import build_method_model
+
+    return build_method_model(
+        mode, "resnet_tiny", "dan", image_size=TINY_SIZE, steps_per_epoch=1, **kwargs
+    )
+
+
+@pytest.fixture(scope="session")
+def method_steps():
+    """`{mode: step}` for every method of `uada.methods`: one single-device float32 step of its
+    tiny model (`build_tiny_method`, default optimizers) on `global_batch(*tiny_examples(2))`.
+    A step holds the `model` (after the step), `weights` (its initial `get_weights()`),
+    `initial` and `after` (every variable's value), their `names` and the `history` of `fit`.
+    Shared by the methods' tests and the scale tests (bf16, multi-worker)."""
+    from uada.methods import METHODS
+
+    keras.config.set_dtype_policy("float32")
+    examples = tiny_examples(2)
+    steps = {}
+    for mode in METHODS:
+        keras.utils.set_random_seed(0)
+        model = build_tiny_method(mode)
+        model.compile()
+        weights = model.get_weights()
+        initial = [keras.ops.convert_to_numpy(v).copy() for v in model.variables]
+        history = fit_steps(model, global_batch(*examples))
+        steps[mode] = types.SimpleNamespace(
+            model=model,
+            examples=examples,
+            weights=weights,
+            initial=initial,
+            after=[keras.ops.convert_to_numpy(v).copy() for v in model.variables],
+            names=[v.path for v in model.variables],
+            history=history,
+        )
+    return steps
 
 
 # ------------------------------------------------------------------------------------------------
@@ -188,7 +258,7 @@ def parse_train_flags(*argv):
     return table_runs.parse_config(argv, experiments_dir=EXPERIMENTS)
 
 
-def _reset_process_state():
+def reset_process_state():
     """Undoes what a training run sets for its whole process: op determinism and the dtype
     policy (the seed is reset before every test)."""
     from tensorflow.python.framework import config as tf_config
@@ -264,7 +334,7 @@ def run_main(module, *argv, cwd=REPO, check=True):
         root.handlers[:] = handlers
         root.setLevel(root_level)
         absl_logger.setLevel(absl_level)
-        _reset_process_state()
+        reset_process_state()
     result = subprocess.CompletedProcess(
         [module, *argv], returncode, stdout.getvalue(), stderr.getvalue()
     )

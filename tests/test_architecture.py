@@ -29,7 +29,8 @@ COMMANDS = frozenset(
 COMMAND_SIDE = COMMANDS | {"uada.command_errors", "uada.console"}
 
 # Package -> rank: an import goes down (to a lower rank) or sideways within its package. The
-# closed name sets and the config at the bottom; then layers, data -> models -> runs -> analysis;
+# closed name sets and the config at the bottom; then layers, data -> models -> methods (the
+# other adaptation methods, built on the models) -> runs -> analysis;
 # the command lines and what only they use (their flags, error reporting, console) on top.
 RANKS = {
     "uada.version": 0,
@@ -40,13 +41,14 @@ RANKS = {
     "uada.data": 3,
     "uada.models": 4,
     "uada.metrics": 4,
-    "uada.runs": 5,
-    "uada.analysis": 6,
-    "uada.flags": 7,
-    "uada.command_errors": 7,
-    "uada.console": 7,
-    **dict.fromkeys(COMMANDS, 8),
-    "uada": 9,  # the package's __init__: imports only `uada.version`
+    "uada.methods": 5,
+    "uada.runs": 6,
+    "uada.analysis": 7,
+    "uada.flags": 8,
+    "uada.command_errors": 8,
+    "uada.console": 8,
+    **dict.fromkeys(COMMANDS, 9),
+    "uada": 10,  # the package's __init__: imports only `uada.version`
 }
 
 

@@ -16,6 +16,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from uada.methods import build_method_model  # noqa: E402
 from uada.models import build_uada_model  # noqa: E402
 from uada.runs import distribute  # noqa: E402
 
@@ -45,10 +46,26 @@ def main(inputs_path, output_path):
         strategy, source, target, batch_size=1, augment=False, shuffle_buffer=1
     )
     history = model.fit(data, steps_per_epoch=int(inputs["steps"]), epochs=1, verbose=0).history
-    arrays = {f"variable_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
-    arrays.update({f"log_{key}": np.asarray(value) for key, value in history.items()})
+    arrays = _step_arrays(model, history)
+    # The other adaptation methods, each from its own weights, one step on the same data.
+    for mode in (str(m) for m in inputs["methods"]):
+        with strategy.scope():
+            method = build_method_model(mode, "resnet_tiny", "dan", image_size=size,
+                                        steps_per_epoch=1)  # fmt: skip
+            method.compile()
+        count = int(inputs[f"{mode}_num_weights"])
+        method.set_weights([inputs[f"{mode}_weight_{i}"] for i in range(count)])
+        history = method.fit(data, steps_per_epoch=1, epochs=1, verbose=0).history
+        arrays.update({f"{mode}_{k}": v for k, v in _step_arrays(method, history).items()})
     arrays["replicas"] = np.asarray(strategy.num_replicas_in_sync)
     np.savez(output_path, **arrays)
+
+
+def _step_arrays(model, history):
+    """`variable_<i>` of every model variable and `log_<key>` of the `fit` logs."""
+    arrays = {f"variable_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
+    arrays.update({f"log_{key}": np.asarray(value) for key, value in history.items()})
+    return arrays
 
 
 if __name__ == "__main__":

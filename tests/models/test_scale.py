@@ -16,13 +16,22 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import HANG_GUARD_SECONDS, assert_same_step, float32_error_bound, run_main
+from conftest import (
+    BACKWARD_DEPTH,
+    HANG_GUARD_SECONDS,
+    TINY_SIZE,
+    assert_same_step,
+    float32_error_bound,
+    global_batch,
+    run_main,
+    tiny_examples,
+)
 
 from uada.layers import source_first_normalization
 from uada.models import build_uada_model, losses
 from uada.runs import distribute, precision
 
-SIZE = (32, 64)
+SIZE = TINY_SIZE
 REPO = pathlib.Path(__file__).resolve().parents[2]
 WORKER = pathlib.Path(__file__).with_name("scale_worker.py")
 # The options of tests/models/scale_worker.py: no instance noise (its seed differs per replica).
@@ -41,22 +50,6 @@ def _model(**kwargs):
     return build_uada_model("uada", "resnet_tiny", "dan", image_size=SIZE, **OPTIONS, **kwargs)
 
 
-def _examples(count, seed=0):
-    """uint8 source images, labels (a band of 255) and target images, as prepared datasets hold."""
-    rng = np.random.default_rng(seed)
-    source = rng.integers(0, 256, (count, *SIZE, 3), dtype=np.uint8)
-    target = rng.integers(0, 256, (count, *SIZE, 3), dtype=np.uint8)
-    labels = rng.integers(0, 19, (count, *SIZE), dtype=np.uint8)
-    labels[:, :4] = 255
-    labels[0, 4:12] = 255  # unequal valid-pixel counts per replica
-    return source, labels, target
-
-
-def _global_batch(source, labels, target):
-    """The single-device batch `((source, labels), target)` the replicas' batches add up to."""
-    return (source.astype("float32"), labels.astype("int32")), target.astype("float32")
-
-
 def _fit(model, batch, steps=1):
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     return model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0).history
@@ -72,16 +65,16 @@ def _datasets(source, labels, target):
 @pytest.fixture(scope="module")
 def one_step():
     """The single-device float32 step every other computation of it is compared with: the tiny
-    model's initial values, its values after one step on `_global_batch(*_examples(2))`, and the
+    model's initial values, its values after one step on `global_batch(*tiny_examples(2))`, and the
     step's logs."""
     precision.set_precision("none")
     keras.utils.set_random_seed(0)
-    examples = _examples(2)
+    examples = tiny_examples(2)
     reference = _model()
     reference.compile()
     weights = reference.get_weights()  # what `set_weights` takes
     initial = [v.numpy() for v in reference.variables]
-    history = _fit(reference, _global_batch(*examples))
+    history = _fit(reference, global_batch(*examples))
     return types.SimpleNamespace(
         examples=examples,
         weights=weights,
@@ -94,6 +87,9 @@ def one_step():
 
 # Largest reduction of `one_step`: the segmentation loss over the 2 source images' pixels.
 BOUND = float32_error_bound(num_terms=2 * SIZE[0] * SIZE[1])
+# The methods' steps (`method_steps`): the same sums; the output-space discriminator adds its 5
+# convolutions (10 reductions) to the backward pass's depth.
+METHOD_BOUND = float32_error_bound(num_terms=2 * SIZE[0] * SIZE[1], depth=BACKWARD_DEPTH + 10)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,13 +104,21 @@ def _assert_same_as_one_step(one_step, values, history):
     )  # fmt: skip
 
 
-def test_two_worker_multi_worker_mirrored_matches_a_single_process(one_step, tmp_path, free_ports):
+def test_two_worker_multi_worker_mirrored_matches_a_single_process(
+    one_step, method_steps, tmp_path, free_ports
+):
     # Two processes, one CPU replica each, each reading its shard: [1 source ; 1 target] per
     # replica. The reference is one device on [both sources ; both targets]. One step: from the
     # second on, a rounding-level difference can move a position across the confusion loss's
-    # clip at 2, whose gradient is discontinuous there (seen at 0.5% of the updates).
+    # clip at 2, whose gradient is discontinuous there (seen at 0.5% of the updates). The same
+    # for one step of each method of uada.methods (`method_steps`, on the same examples).
     source, labels, target = one_step.examples
     inputs = tmp_path / "inputs.npz"
+    methods = {}
+    for mode, step in method_steps.items():
+        np.testing.assert_array_equal(step.examples[0], source)
+        methods[f"{mode}_num_weights"] = np.asarray(len(step.weights))
+        methods.update({f"{mode}_weight_{i}": w for i, w in enumerate(step.weights)})
     np.savez(
         inputs,
         image_size=np.asarray(SIZE),
@@ -123,7 +127,9 @@ def test_two_worker_multi_worker_mirrored_matches_a_single_process(one_step, tmp
         source_images=source,
         source_labels=labels,
         target_images=target,
+        methods=np.asarray(list(method_steps)),
         **{f"weight_{i}": w for i, w in enumerate(one_step.weights)},
+        **methods,
     )
     workers = [f"localhost:{port}" for port in free_ports(2)]
     processes, outputs = [], []
@@ -162,6 +168,14 @@ def test_two_worker_multi_worker_mirrored_matches_a_single_process(one_step, tmp
         history = {k[4:]: result[k] for k in result.files if k.startswith("log_")}
         values = [result[f"variable_{i}"] for i in range(len(one_step.names))]
         _assert_same_as_one_step(one_step, values, history)
+        for mode, step in method_steps.items():
+            prefix = f"{mode}_log_"
+            history = {k[len(prefix) :]: result[k] for k in result.files if k.startswith(prefix)}
+            values = [result[f"{mode}_variable_{i}"] for i in range(len(step.names))]
+            assert_same_step(
+                step.initial, step.after, values, step.names, bound=METHOD_BOUND,
+                logs=(step.history, history), log_keys=("seg_loss", "loss"),
+            )  # fmt: skip
 
 
 def _mirrored_step(one_step, strategy):
@@ -213,8 +227,8 @@ def test_two_source_and_two_target_images_per_replica_match_a_single_device_step
     # Two replicas, each [2 source ; 2 target] (Keras splits each element of a dataset that is
     # not distributed), synchronized DAN == one device on [4 source ; 4 target]: statistics over
     # all source samples, seg loss over all valid pixels (unequal counts per replica).
-    source, labels, target = _examples(4)
-    batch = _global_batch(source, labels, target)
+    source, labels, target = tiny_examples(4)
+    batch = global_batch(source, labels, target)
     reference = _model()
     reference.compile()
     with mirrored_strategy.scope():
@@ -332,7 +346,7 @@ def test_low_precision_and_xla_steps_stay_close_to_float32(one_step, name, jit_c
     model = _model()
     model.set_weights(one_step.weights)
     model.compile(jit_compile=jit_compile)
-    history = _fit(model, _global_batch(*one_step.examples))
+    history = _fit(model, global_batch(*one_step.examples))
     assert model.representation.compute_dtype == (
         "float32" if name == "none" else name.removeprefix("mixed_")
     )
@@ -374,7 +388,7 @@ def test_float16_overflow_halves_the_scale_and_skips_without_counting_toward_the
     parts = (model.representation, model.segmentation_head, model.domain_classifier)
     weights = [w for part in parts for w in part.weights]  # moving statistics included
     before = [w.numpy() for w in weights]
-    history = _fit(model, _global_batch(*_examples(2)), steps=1)
+    history = _fit(model, global_batch(*tiny_examples(2)), steps=1)
     assert history["skipped_steps"] == [1.0]
     assert int(model._consecutive_skips.numpy()) == 0
     scales = [float(o.dynamic_scale.numpy()) for o in (model.seg_optimizer, model.domain_optimizer)]
