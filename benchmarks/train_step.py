@@ -2,6 +2,11 @@
 
 Usage:
     python benchmarks/train_step.py [--backbone resnet50] [--image_size 384x768] [--repeats 5]
+        [--modes multi_domain,uada,source_only,minent,advent,adaptsegnet,self_training]
+
+`--modes` (default `multi_domain,uada`) times any modes, the other methods of `uada.methods`
+included; the ratio column is relative to the first. `source_only` takes the 2 source images
+only; every other mode the 2 + 2 batch.
 
 Both models get the same 2 source + 2 target batch and both push all four images through R
 forward and backward; UADA adds only D (a per-position MLP on Z, run twice: the D step and the
@@ -26,6 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from uada.methods import METHODS, build_method_model  # noqa: E402
+from uada.methods.method_model import MethodModel  # noqa: E402
 from uada.models import build_uada_model  # noqa: E402
 
 
@@ -56,18 +63,30 @@ def _forward_flops(fn, *specs):
 
 
 def step_flops(model, batch):
-    """Training-step FLOPs of a `UADAModel` on `batch`: 3x the forward FLOPs of its parts."""
-    (source, _), target = batch
+    """Training-step FLOPs of a model on `batch`: 3x the forward FLOPs of its trained parts, 1x
+    those of a method's teacher (inference only)."""
+    (source, _), target = batch if isinstance(batch[0], tuple) else (batch, ())
     num_images = len(source) + len(target)
     images = tf.TensorSpec((num_images, *source.shape[1:]), tf.float32)
     z_shape = model.representation.compute_output_shape(images.shape)
     forward = _forward_flops(lambda x: model.representation(x, training=True), images)
-    source_z = tf.TensorSpec((len(source), *z_shape[1:]), tf.float32)
-    forward += _forward_flops(lambda z: model.segmentation_head(z, training=True), source_z)
+    # UADA's S sees the source rows; a method's S all rows.
+    rows = num_images if isinstance(model, MethodModel) else len(source)
+    head_z = tf.TensorSpec((rows, *z_shape[1:]), tf.float32)
+    forward += _forward_flops(lambda z: model.segmentation_head(z, training=True), head_z)
     if model.domain_classifier is not None:  # the D step and the confusion loss
         all_z = tf.TensorSpec((num_images, *z_shape[1:]), tf.float32)
         forward += 2 * _forward_flops(lambda z: model.domain_classifier(z), all_z)
-    return 3 * forward
+    inference = 0
+    if getattr(model, "discriminator", None) is not None:  # D on the target maps, then on all
+        maps = (*source.shape[1:3], model.num_classes)
+        for count in (len(target), num_images):
+            spec = tf.TensorSpec((count, *maps), tf.float32)
+            forward += _forward_flops(lambda m: model.discriminator(m), spec)
+    if getattr(model, "teacher", None) is not None:  # pseudo-labels of the target images
+        spec = tf.TensorSpec((len(target), *source.shape[1:]), tf.float32)
+        inference += _forward_flops(lambda x: model.teacher(x, training=False), spec)
+    return 3 * forward + inference
 
 
 def matmul_flops_per_second(size=2048, repeats=20, dtype=tf.float32):
@@ -92,9 +111,13 @@ def matmul_flops_per_second(size=2048, repeats=20, dtype=tf.float32):
 
 
 def compiled_train_step(mode, backbone, image_size, batch, *, jit_compile="auto"):
-    """A compiled, warmed-up `UADAModel` train function on `batch`: returns `(step, flops)`,
-    `step()` running one training step and waiting for it."""
-    model = build_uada_model(mode, backbone, "dan", image_size=image_size)
+    """A compiled, warmed-up train function of the model of `mode` on `batch` (its source part
+    alone for `"source_only"`): returns `(step, flops)`, `step()` running one training step and
+    waiting for it."""
+    build = build_method_model if mode in METHODS else build_uada_model
+    model = build(mode, backbone, "dan", image_size=image_size)
+    if mode == "source_only":
+        batch = batch[0]
     model.compile(jit_compile=jit_compile)
     model.make_train_function()
     iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
@@ -122,22 +145,24 @@ def main():
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--image_size", default="384x768")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--modes", default="multi_domain,uada")
     args = parser.parse_args()
     image_size = tuple(int(s) for s in args.image_size.split("x"))
     batch = _synthetic_batch(image_size)
 
     steps, flops = {}, {}
-    for mode in ("multi_domain", "uada"):
+    modes = args.modes.split(",")
+    for mode in modes:
         steps[mode], flops[mode] = compiled_train_step(mode, args.backbone, image_size, batch)
     times = time_round_robin(steps, args.repeats)
     peak = matmul_flops_per_second()
 
     print(f"backbone={args.backbone} image_size={args.image_size} batch=2+2 "
           f"repeats={args.repeats} matmul={peak / 1e9:.1f} GFLOP/s")  # fmt: skip
-    print("| mode | step s (median) | ratio to multi_domain | GFLOP per step | GFLOP/s | "
+    print(f"| mode | step s (median) | ratio to {modes[0]} | GFLOP per step | GFLOP/s | "
           "fraction of matmul FLOP/s |")  # fmt: skip
     print("|---|---|---|---|---|---|")
-    base = times["multi_domain"]
+    base = times[modes[0]]
     for mode in steps:
         seconds = times[mode]
         rate = flops[mode] / seconds
