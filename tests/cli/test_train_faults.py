@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from absl import logging
+from absl.testing import flagsaver
 from conftest import (
     HANG_GUARD_SECONDS,
     checkpoint_values,
