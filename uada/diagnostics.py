@@ -1,13 +1,16 @@
-"""The adversarial game of UADA runs over training, on one figure.
+"""The adversarial game of UADA runs (or another method's diagnostics) over training, on one figure.
 
     python -m uada.diagnostics --workdirs=DIR_A,DIR_B --output=diagnostics.png \
-        [--names="UADA DAN,UADA BN"]
+        [--names="UADA DAN,UADA BN"] [--metrics=discriminator_accuracy,discriminator_loss]
 
 Reads the TensorBoard scalars each run's training wrote to `WORKDIR/train` and draws, against the
-G step, one line per run: `domain_accuracy`, `confusion_clipped_fraction` and
-`confusion_gradient_ratio` (`uada.models.UADAModel`, *Metrics*). Writes `--output` and, beside
-it, a CSV with the columns `step, run, metric, value`, and prints each run's mean of the three
-over the last quarter of training. The work is
+G step, one line per run and one panel per metric: by default `domain_accuracy`,
+`confusion_clipped_fraction` and `confusion_gradient_ratio` (`uada.models.UADAModel`,
+*Metrics*); `--metrics` names others, e.g. the output-space discriminator's
+`discriminator_accuracy` (advent, adaptsegnet) or the self-training's `pseudo_label_confidence`
+and `pseudo_label_kept_fraction` (`uada.methods`). Writes `--output` and, beside it, a CSV with
+the columns `step, run, metric, value`, and prints each run's mean of each metric over the last
+quarter of training. The work is
 `uada.analysis.figures.plot_adversarial_diagnostics`'s and `summarize_adversarial_diagnostics`'s.
 """
 
@@ -32,8 +35,9 @@ def main(argv):
     names = fv.names or [os.path.basename(os.path.normpath(w)) for w in fv.workdirs]
     runs = list(zip(names, fv.workdirs, strict=True))
     try:
-        paths = figures.plot_adversarial_diagnostics(runs, fv.output)
-        text, _ = figures.summarize_adversarial_diagnostics(runs)
+        metrics = fv.metrics or figures.ADVERSARIAL_DIAGNOSTICS
+        paths = figures.plot_adversarial_diagnostics(runs, fv.output, metrics)
+        text, _ = figures.summarize_adversarial_diagnostics(runs, metrics=metrics)
     except ValueError as error:
         raise app.UsageError(str(error)) from error
     print(text)

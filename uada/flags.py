@@ -313,6 +313,21 @@ def define_diagnostics_flags(flag_values=flags.FLAGS):
     flags.DEFINE_list(
         "names", None, "Legend names, one per workdir; default: the folder names.", flag_values=fv
     )
+    flags.DEFINE_list(
+        "metrics",
+        None,
+        "The training scalars drawn, one panel each; default: UADA's domain_accuracy, "
+        "confusion_clipped_fraction and confusion_gradient_ratio. Another method's diagnostics: "
+        "e.g. discriminator_accuracy (advent, adaptsegnet) or "
+        "pseudo_label_confidence,pseudo_label_kept_fraction (self_training).",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "metrics",
+        lambda value: value is None or bool(value),
+        message="--metrics must name at least one scalar.",
+        flag_values=fv,
+    )
     flags.register_multi_flags_validator(
         ["workdirs", "names"],
         lambda values: values["names"] is None or len(values["names"]) == len(values["workdirs"]),

@@ -107,3 +107,57 @@ def test_diagnostics_command(two_runs, tmp_path):
         "uada.diagnostics", f"--workdirs={a}", "--names=a,b", f"--output={output}", check=False
     )
     assert failed.returncode != 0 and "--names must give one name per" in failed.stderr
+
+
+# A self-training run's diagnostics (`SelfTrainingModel.method_metric_names`) as training
+# logs them.
+SELF_TRAINING_RUN = {
+    "pseudo_label_confidence": {25: 0.5, 50: 0.875},
+    "pseudo_label_kept_fraction": {25: 0.25, 50: 0.75},
+    "seg_loss": {25: 2.0, 50: 1.5},
+}
+
+
+def test_another_methods_diagnostics_are_drawn_and_summarized(tmp_path):
+    from uada.methods import SelfTrainingModel
+
+    metrics = ("pseudo_label_confidence", "pseudo_label_kept_fraction")
+    assert set(metrics) <= set(SelfTrainingModel.method_metric_names)
+    _write_run(tmp_path / "st", SELF_TRAINING_RUN)
+    runs = [("self-training DAN", str(tmp_path / "st"))]
+    png, csv_path = figures.plot_adversarial_diagnostics(runs, str(tmp_path / "st.png"), metrics)
+    expected = [
+        [str(step), "self-training DAN", metric, value]
+        for metric in metrics
+        for step, value in SELF_TRAINING_RUN[metric].items()
+    ]
+    assert _read_csv(csv_path)[1] == expected
+    width, height = Image.open(png).size
+    assert height < width < 3 * height  # two panels
+    text, means = figures.summarize_adversarial_diagnostics(runs, metrics=metrics)
+    assert means == {"self-training DAN": {metrics[0]: 0.875, metrics[1]: 0.75}}
+    assert "| run | pseudo_label_confidence | pseudo_label_kept_fraction |" in text
+    # UADA's default metrics are not in a self-training run: named, with who logs them.
+    with pytest.raises(ValueError, match=r"'domain_accuracy'.*'uada' mode"):
+        figures.summarize_adversarial_diagnostics(runs)
+    with pytest.raises(ValueError, match="`metrics` must name at least one"):
+        figures.summarize_adversarial_diagnostics(runs, metrics=())
+
+
+def test_diagnostics_command_with_metrics(tmp_path):
+    _write_run(tmp_path / "st", SELF_TRAINING_RUN)
+    output = tmp_path / "st.png"
+    result = run_main(
+        "uada.diagnostics", f"--workdirs={tmp_path / 'st'}", f"--output={output}",
+        "--metrics=pseudo_label_kept_fraction",
+    )  # fmt: skip
+    assert "| st | 0.75 |" in result.stdout and output.exists()
+    failed = run_main(
+        "uada.diagnostics", f"--workdirs={tmp_path / 'st'}", f"--output={output}", "--metrics=",
+        check=False,
+    )  # fmt: skip
+    assert failed.returncode != 0 and "--metrics must name at least one scalar" in failed.stderr
+    failed = run_main(
+        "uada.diagnostics", f"--workdirs={tmp_path / 'st'}", f"--output={output}", check=False
+    )
+    assert failed.returncode != 0 and "'domain_accuracy'" in failed.stderr

@@ -15,7 +15,9 @@ import numpy as np
 from uada.data.labels import CITYSCAPES, colorize
 from uada.runs import workdir as workdir_lib
 
-# The scalars `plot_adversarial_diagnostics` draws, one panel each (`UADAModel`, *Metrics*).
+# The scalars `plot_adversarial_diagnostics` draws by default, one panel each (`UADAModel`,
+# *Metrics*). The other methods' diagnostics are their models' `method_metric_names`
+# (`uada.methods`), e.g. `discriminator_accuracy` or `pseudo_label_kept_fraction`.
 ADVERSARIAL_DIAGNOSTICS = (
     "domain_accuracy",
     "confusion_clipped_fraction",
@@ -169,27 +171,29 @@ def plot_retrieval_curves(curves, path_stem, max_k=None):
     return paths
 
 
-def plot_adversarial_diagnostics(runs, output):
+def plot_adversarial_diagnostics(runs, output, metrics=ADVERSARIAL_DIAGNOSTICS):
     """Plots the adversarial game of UADA runs against the G step, one line per run.
 
-    Three panels, from the scalars training wrote to each `WORKDIR/train` (TensorBoard):
-    `domain_accuracy` (D's accuracy), `confusion_clipped_fraction` (target positions whose
-    confusion term is clipped: no gradient) and `confusion_gradient_ratio`
-    (`||lambda * ramp * dL_conf/dZ|| / ||dL_seg/dZ||`, on a log axis when some value is
-    positive: the zeros of the ramp are then left out of the figure, not of the CSV). Each
-    value is the mean over the G steps since the previous log.
+    One panel per metric, from the scalars training wrote to each `WORKDIR/train`
+    (TensorBoard). By default UADA's three: `domain_accuracy` (D's accuracy),
+    `confusion_clipped_fraction` (target positions whose confusion term is clipped: no
+    gradient) and `confusion_gradient_ratio` (`||lambda * ramp * dL_conf/dZ|| / ||dL_seg/dZ||`,
+    on a log axis when some value is positive: the zeros of the ramp are then left out of the
+    figure, not of the CSV). Each value is the mean over the G steps since the previous log.
 
     Args:
         runs: list of `(name, workdir)` pairs, in legend order.
         output: the figure's path (`.png`); a CSV with the columns `step, run, metric, value`
             is written beside it (same stem, `.csv`).
+        metrics: the scalars drawn, one panel each; another method's diagnostics are its
+            model's `method_metric_names` (`uada.methods`).
 
     Returns:
         `(figure path, CSV path)`.
 
     Raises:
-        ValueError: if `runs` is empty, or a workdir has none of a diagnostic's scalars (e.g. a
-            source-only run, or one trained before they were logged).
+        ValueError: if `runs` or `metrics` is empty, or a workdir has none of a metric's
+            scalars (e.g. a source-only run, or one trained before they were logged).
     """
     import matplotlib
 
@@ -198,10 +202,10 @@ def plot_adversarial_diagnostics(runs, output):
 
     if not runs:
         raise ValueError(f"`runs` must list at least one (name, workdir). Received: {runs!r}")
-    series = {name: _training_scalars(workdir) for name, workdir in runs}
-    fig, axes = plt.subplots(1, len(ADVERSARIAL_DIAGNOSTICS), figsize=(13, 3.6), squeeze=False)
+    series = {name: _training_scalars(workdir, metrics) for name, workdir in runs}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(13 * len(metrics) / 3, 3.6), squeeze=False)
     rows = []
-    for ax, metric in zip(axes[0], ADVERSARIAL_DIAGNOSTICS, strict=True):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         for name, scalars in series.items():
             steps, values = zip(*scalars[metric], strict=True)
             ax.plot(steps, values, marker="o", markersize=2, label=name)
@@ -224,16 +228,17 @@ def plot_adversarial_diagnostics(runs, output):
     return output, csv_path
 
 
-def summarize_adversarial_diagnostics(runs, *, last_fraction=0.25):
+def summarize_adversarial_diagnostics(runs, *, last_fraction=0.25, metrics=ADVERSARIAL_DIAGNOSTICS):
     """The diagnostics of each run at the end of training, as a Markdown table.
 
-    For each run and each of `ADVERSARIAL_DIAGNOSTICS`: the mean of the logged values whose step
+    For each run and each of `metrics`: the mean of the logged values whose step
     lies in the last `last_fraction` of the run's logged steps (each logged value is itself the
     mean over the G steps since the previous log).
 
     Args:
         runs: list of `(name, workdir)` pairs, as for `plot_adversarial_diagnostics`.
         last_fraction: the part of training averaged, in (0, 1]. Defaults to the last quarter.
+        metrics: the scalars, as for `plot_adversarial_diagnostics`.
 
     Returns:
         `(text, {name: {metric: mean}})`.
@@ -247,9 +252,9 @@ def summarize_adversarial_diagnostics(runs, *, last_fraction=0.25):
         )
     means = {}
     for name, workdir in runs:
-        scalars = _training_scalars(workdir)
+        scalars = _training_scalars(workdir, metrics)
         means[name] = {}
-        for metric in ADVERSARIAL_DIAGNOSTICS:
+        for metric in metrics:
             last_step = scalars[metric][-1][0]
             start = last_step * (1 - last_fraction)
             values = [value for step, value in scalars[metric] if step > start]
@@ -257,18 +262,18 @@ def summarize_adversarial_diagnostics(runs, *, last_fraction=0.25):
     lines = [
         f"Mean over the last {100 * last_fraction:g}% of the logged steps:",
         "",
-        "| run | " + " | ".join(ADVERSARIAL_DIAGNOSTICS) + " |",
-        "|---|" + "---:|" * len(ADVERSARIAL_DIAGNOSTICS),
+        "| run | " + " | ".join(metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
     ]
     for name, values in means.items():
-        cells = " | ".join(f"{values[metric]:.3g}" for metric in ADVERSARIAL_DIAGNOSTICS)
+        cells = " | ".join(f"{values[metric]:.3g}" for metric in metrics)
         lines.append(f"| {name} | {cells} |")
     return "\n".join(lines) + "\n", means
 
 
-def _training_scalars(workdir):
-    """`{metric: [(step, value), ...] sorted by step}` of `ADVERSARIAL_DIAGNOSTICS` in
-    `WORKDIR/train` (the last value wins where a resumed run logged a step again)."""
+def _training_scalars(workdir, metrics):
+    """`{metric: [(step, value), ...] sorted by step}` of `metrics` in `WORKDIR/train` (the last
+    value wins where a resumed run logged a step again)."""
     from tensorboard.backend.event_processing import plugin_event_accumulator
     from tensorboard.util import tensor_util
 
@@ -279,14 +284,21 @@ def _training_scalars(workdir):
             summary_dir, size_guidance={"tensors": 0}
         ).Reload()  # TF2 scalars are stored as tensors
         tags = set(events.Tags()["tensors"])
-    missing = [metric for metric in ADVERSARIAL_DIAGNOSTICS if metric not in tags]
+    if not metrics:
+        raise ValueError(f"`metrics` must name at least one scalar. Received: {metrics!r}")
+    missing = [metric for metric in metrics if metric not in tags]
     if missing:
+        logged_by = (
+            "UADA training in 'uada' mode"
+            if set(missing) <= set(ADVERSARIAL_DIAGNOSTICS)
+            else "the training of the mode whose metrics they are"
+        )
         raise ValueError(
-            f"{summary_dir} holds no TensorBoard scalars {missing} (logged by UADA training "
-            f"in 'uada' mode). Received: workdir={workdir!r}"
+            f"{summary_dir} holds no TensorBoard scalars {missing} (logged by {logged_by}). "
+            f"Received: workdir={workdir!r}"
         )
     scalars = {}
-    for metric in ADVERSARIAL_DIAGNOSTICS:
+    for metric in metrics:
         by_step = {
             event.step: float(tensor_util.make_ndarray(event.tensor_proto))
             for event in events.Tensors(metric)
