@@ -22,7 +22,11 @@ from uada.runs import distribute  # noqa: E402
 
 
 def main(inputs_path, output_path):
-    strategy = distribute.get_strategy("multi_worker")  # first: before any other TF op
+    # One thread each: the two workers share the machine with the test's own process, and a
+    # worker whose threads wait for a core stalls the other at every collective.
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    strategy = distribute.get_strategy("multi_worker")  # before any other TF op
     inputs = np.load(inputs_path)
     size = tuple(int(s) for s in inputs["image_size"])
     options = {
