@@ -3,8 +3,9 @@
 Run by the test, never by pytest: `python scale_worker.py INPUTS OUTPUT` with `TF_CONFIG` set and
 one CPU device. Reads the inputs the test wrote (`initial` weights and the examples of both
 domains), builds the tiny UADA model under `get_strategy("multi_worker")`, loads the weights,
-fits `steps` steps on `distributed_train_dataset` (this worker's shard of the examples) and writes
-every model variable and the `fit` logs to OUTPUT (`.npz`).
+fits `steps` steps on `distributed_train_dataset` (this worker's shard of the examples), does the
+same for one step of each listed method of `uada.methods` from its own weights, and writes every
+model variable and the `fit` logs to OUTPUT (`.npz`).
 """
 
 import os
