@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from uada.methods import entropy, output_space_discriminator, self_training
+from uada.models import losses
 
 # float32 against float64 on a handful of terms: a few units of float32's roundoff (2**-24 ~ 6e-8)
 # per operation, a dozen operations deep.
@@ -108,7 +109,11 @@ def test_pseudo_labels_masking_and_confidence_weighting():
 
     rng = np.random.default_rng(1)
     student_logits = rng.normal(size=(1, 2, 2, 3)).astype("float32")
-    loss_sum = self_training.pseudo_label_loss_sum(student_logits, labels).numpy()
+    # The step's sum (`SelfTrainingModel._target_loss`): the segmentation loss's, every
+    # pseudo-label a valid class.
+    loss_sum, valid = losses.segmentation_loss_sum(labels, student_logits, num_classes=3)
+    loss_sum = loss_sum.numpy()
+    assert valid.numpy() == 4
     log_p = np.log(_softmax(student_logits.astype(np.float64)))
     ce = -np.take_along_axis(log_p, labels.numpy()[..., None], -1)[..., 0]
     assert loss_sum == pytest.approx(ce.sum(), rel=RTOL)

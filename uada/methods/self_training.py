@@ -32,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from uada.methods.method_model import MethodModel
-from uada.models import step_guard
+from uada.models import losses, step_guard
 
 
 def pseudo_labels(teacher_logits, threshold):
@@ -50,16 +50,6 @@ def pseudo_labels(teacher_logits, threshold):
     labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
     confidence = tf.reduce_max(probabilities, axis=-1)
     return labels, confidence, tf.cast(confidence >= threshold, tf.float32)
-
-
-def pseudo_label_loss_sum(logits, labels):
-    """The sum over pixels of the softmax cross-entropy of `logits` `[N, H, W, C]` against the
-    pseudo-labels `labels` `[N, H, W]` (float32 scalar)."""
-    return tf.reduce_sum(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=labels, logits=tf.cast(logits, tf.float32)
-        )
-    )
 
 
 def teacher_ema_factor(step, alpha):
@@ -144,7 +134,10 @@ class SelfTrainingModel(MethodModel):
     def _target_loss(self, logits, images, num_source):
         teacher_logits = tf.stop_gradient(self.teacher(images[num_source:], training=False))
         labels, confidence, confident = pseudo_labels(teacher_logits, self.pseudo_label_threshold)
-        loss_sum = pseudo_label_loss_sum(logits[num_source:], labels)
+        # The segmentation cross-entropy's sum; every pseudo-label is a valid class index.
+        loss_sum, _ = losses.segmentation_loss_sum(
+            labels, logits[num_source:], num_classes=self.num_classes
+        )
         # Global sums over the replicas: confident pixels, pixels, confidence.
         counts = step_guard.sum_over_replicas(
             tf.stack([
