@@ -104,6 +104,17 @@ def _assert_same_as_one_step(one_step, values, history):
     )  # fmt: skip
 
 
+def test_a_step_run_eagerly_matches_the_compiled_step(one_step):
+    # `compile(run_eagerly=True)` (a user's debugging run; the multi-worker test's methods) runs
+    # the same step op by op; its logs are values, not variables.
+    model = _model()
+    model.compile(run_eagerly=True)
+    model.set_weights(one_step.weights)
+    history = _fit(model, global_batch(*one_step.examples))
+    _assert_same_as_one_step(one_step, [v.numpy() for v in model.variables], history)
+    assert history["skipped_steps"] == [0.0]
+
+
 def test_two_worker_multi_worker_mirrored_matches_a_single_process(
     one_step, method_steps, tmp_path, free_ports
 ):

@@ -435,10 +435,11 @@ class AdaptationModel(keras.Model):
             **{metric.name: metric.result() for metric in self.metrics},
             "lr": learning_rate,
             **(step_logs or {}),
-            "skipped_steps": self.skipped_steps.value,
+            # Values, not the variables (which a step run eagerly would hand to Keras as they are).
+            "skipped_steps": tf.identity(self.skipped_steps.value),
         }
         if isinstance(self.seg_optimizer, keras.optimizers.LossScaleOptimizer):
-            logs["loss_scale"] = self.seg_optimizer.dynamic_scale.value
+            logs["loss_scale"] = tf.identity(self.seg_optimizer.dynamic_scale.value)
         return logs
 
 
