@@ -9,9 +9,8 @@ model variable and the `fit` logs to OUTPUT (`.npz`).
 
 The UADA model's step runs compiled, as the trainer runs it; the methods' steps run eagerly
 (`run_eagerly=True`): the same step code and the same cross-replica sums, without tracing a
-distributed step per model, which took most of the test's time (measured beside a training run:
-the test took 96 s instead of 172 s). The single-device references they are compared with are
-compiled (`method_steps`).
+distributed step per model (the tracing was most of the test's time). The single-device
+references they are compared with are compiled (`method_steps`).
 """
 
 import os
