@@ -214,7 +214,7 @@ def checkpoint_signals(model, config, *, max_images=0, num_vectors=5000, positio
     domains_lib.ensure_demo(config)
     has_d = model.domain_classifier is not None
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def forward(images):
         z = model.representation(images, training=False)
         logits = model.segmentation_head(z, training=False)

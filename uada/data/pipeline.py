@@ -33,6 +33,9 @@ For whole-dataset shuffling of a large prepared TFDS dataset, also let TFDS shuf
 shuffle buffer then mixes examples across files.
 
 Evaluation reads one ordered pass, without augmentation, and keeps the last partial batch.
+
+The functions these pipelines trace branch only on Python values or with `tf.cond`, so they are
+traced without AutoGraph, whose conversion would otherwise take seconds of every pipeline's set-up.
 """
 
 import tensorflow as tf
@@ -48,7 +51,8 @@ _SOURCE, _TARGET = 0, 1
     input_signature=[
         tf.TensorSpec([None, None, 3], tf.float32),
         tf.TensorSpec([2], tf.int64),
-    ]
+    ],
+    autograph=False,
 )
 def _augment(image, seed):
     return augment_lib.augment(image, seed)
@@ -176,6 +180,7 @@ def eval_dataset(dataset, *, batch_size=1, image_size=None):
     if image_size is not None:
         _check_image_size(image_size)
 
+    @tf.autograph.experimental.do_not_convert
     def prepare_example(example):
         return prepare(example["image"], example["label"], image_size)
 
@@ -192,7 +197,9 @@ def _domain_stream(
     static_size = _static_size(dataset, name, image_size)
     keys = ("image", "label") if with_labels else ("image",)
     # Only what training uses enters the shuffle buffer.
-    dataset = dataset.map(lambda example: {key: example[key] for key in keys})
+    dataset = dataset.map(
+        tf.autograph.experimental.do_not_convert(lambda example: {k: example[k] for k in keys})
+    )
     # With a fixed seed the order of every epoch is fixed; it still changes from epoch to epoch.
     dataset = dataset.shuffle(
         shuffle_buffer, seed=2 * seed + domain, reshuffle_each_iteration=True
@@ -200,6 +207,7 @@ def _domain_stream(
     dataset = dataset.enumerate()
     base_seed = tf.constant([seed, domain], dtype=tf.int64)
 
+    @tf.autograph.experimental.do_not_convert
     def prepare_example(index, example):
         image, label = prepare(example["image"], example.get("label"), image_size)
         if augment:

@@ -136,7 +136,7 @@ def _input_moments(model, layer, images, max_images):
         if len(counts) == _EAGER_BATCHES:
             # A long pass pays for tracing (once per layer: which layer runs in training mode is
             # fixed at trace time); a short one runs faster eagerly.
-            forward = tf.function(forward, reduce_retracing=True)
+            forward = tf.function(forward, reduce_retracing=True, autograph=False)
         forward(batch)  # momentum 0: the moving statistics are now this batch's moments
         counts.append(batch.shape[0])
         means.append(layer.moving_mean.numpy().astype(np.float64))

@@ -306,6 +306,9 @@ class AdaptationModel(keras.Model):
         """The logs the progress bar shows (TensorBoard gets every log)."""
         return ("seg_loss", *self.bar_metric_names, "lr")
 
+    # Traced as written: the steps branch with `tf.cond` (`step_guard`) and loop only over Python
+    # values, so AutoGraph's conversion, seconds of every trace, would change nothing.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         logs = self._step(data)
         return framework_internals.reducible_logs(logs, tf.distribute.get_strategy())

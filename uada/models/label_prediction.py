@@ -45,7 +45,7 @@ def resized_label_function(segmenter):
         an int32 tensor: one trace then serves every size.
     """
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def labels(images, size):
         logits = segmenter(images, training=False)
         logits = tf.image.resize(tf.cast(logits, tf.float32), size, method="bilinear")

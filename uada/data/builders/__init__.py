@@ -166,6 +166,7 @@ def _check_prepared_from(dataset_builder, manual_dir):
         )
 
 
+@tf.autograph.experimental.do_not_convert
 def _squeeze_label(example):
     return {**example, "label": tf.squeeze(example["label"], axis=-1)}
 
