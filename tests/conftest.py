@@ -28,7 +28,7 @@ import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # XLA compiles the tests' steps without LLVM's optimizations: the same HLO and the same IEEE
-# arithmetic (no fast math at any level), compiled in about half the time. The XLA tests compare
+# arithmetic (fast math stays off, its default), compiled in about half the time. The XLA tests compare
 # numbers within float32 error bounds, which hold whatever the machine code's summation order.
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
