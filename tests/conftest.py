@@ -28,8 +28,8 @@ import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # XLA compiles the tests' steps without LLVM's optimizations: the same HLO and the same IEEE
-# arithmetic (fast math stays off, its default), compiled in about half the time. The XLA tests compare
-# numbers within float32 error bounds, which hold whatever the machine code's summation order.
+# arithmetic (fast math stays off, its default), compiled in about half the time. The XLA tests
+# compare numbers within float32 error bounds, which hold whatever the summation order.
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
