@@ -257,56 +257,120 @@ def test_two_source_and_two_target_images_per_replica_match_a_single_device_step
     assert int(distributed.seg_optimizer.iterations.numpy()) == 1
 
 
-def _inject(fault, monkeypatch):
-    """Makes the distributed step compute `fault`, one of the faults a distributed implementation
-    can have; each must move some update far beyond `BOUND`."""
+# The faults a distributed implementation can have; each must move some update far beyond `BOUND`.
+FAULTS = (
+    "mean_instead_of_sum",  # every all-reduce averages: gradients, counts, statistics
+    "skipped_replica",  # replica 1's share never reaches the sums
+    "unsynchronized_statistics",  # DAN's source statistics per replica
+    "dropped_confusion_term",  # replica 1 leaves L_conf out of its G objective
+)
+
+
+def _inject_switchable_faults(switch, patch):
+    """Builds every fault of `FAULTS` into the distributed step traced while `patch` holds, each
+    computed only while `switch` (an int variable read when the step runs) holds its index in
+    `FAULTS`; with any other value the step computes what the library does (the only extra ops
+    multiply by 1 or select the library's value)."""
     all_reduce = tf.distribute.ReplicaContext.all_reduce
+    moments = source_first_normalization._moments
+    replica_sum = source_first_normalization._replica_sum
+    confusion_loss = losses.confusion_loss
 
-    def only_replica_0(context, value):
-        keep = tf.equal(context.replica_id_in_sync_group, 0)
-        return tf.nest.map_structure(lambda v: v * tf.cast(keep, v.dtype), value)
+    def on(fault):
+        return tf.equal(switch, FAULTS.index(fault))
 
-    if fault == "mean_instead_of_sum":  # every all-reduce: gradients, counts, statistics
-        monkeypatch.setattr(
-            tf.distribute.ReplicaContext, "all_reduce",
-            lambda self, op, value, options=None: all_reduce(
-                self, tf.distribute.ReduceOp.MEAN, value, options),
-        )  # fmt: skip
-    elif fault == "skipped_replica":  # replica 1's share never reaches the sums
-        monkeypatch.setattr(
-            tf.distribute.ReplicaContext, "all_reduce",
-            lambda self, op, value, options=None: all_reduce(
-                self, op, only_replica_0(self, value), options),
-        )  # fmt: skip
-    elif fault == "unsynchronized_statistics":  # DAN's source statistics per replica
-        moments = source_first_normalization._moments
-        replica_sum = source_first_normalization._replica_sum
-        monkeypatch.setattr(
-            source_first_normalization,
-            "_moments",
-            lambda x, axes, channel, synchronized: moments(x, axes, channel, False),
+    def scaled(value, factor):
+        return tf.nest.map_structure(
+            lambda v: v * tf.cast(factor, v.dtype) if v.dtype.is_floating else v, value
         )
-        monkeypatch.setattr(source_first_normalization, "_replica_sum",
-                            lambda value, synchronized: replica_sum(value, False))  # fmt: skip
-    else:  # "dropped_confusion_term": replica 1 leaves L_conf out of its G objective
-        confusion_loss = losses.confusion_loss
-        monkeypatch.setattr(
-            losses, "confusion_loss",
-            lambda logits, num_source, **kwargs: only_replica_0(
-                tf.distribute.get_replica_context(), confusion_loss(logits, num_source, **kwargs)),
-        )  # fmt: skip
+
+    def faulty_all_reduce(context, op, value, options=None):
+        # A mean is the sum of the values divided by the replica count (a power of two: exact).
+        mean = 1.0 / context.num_replicas_in_sync if op == tf.distribute.ReduceOp.SUM else 1.0
+        factor = tf.where(on("mean_instead_of_sum"), mean, 1.0)
+        keep = tf.logical_or(
+            tf.equal(context.replica_id_in_sync_group, 0), tf.logical_not(on("skipped_replica"))
+        )
+        return all_reduce(context, op, scaled(value, factor * tf.cast(keep, tf.float32)), options)
+
+    def faulty_moments(x, axes, channel, synchronized):
+        local = moments(x, axes, channel, False)
+        synced = moments(x, axes, channel, synchronized)
+        return tuple(
+            tf.where(on("unsynchronized_statistics"), a, b)
+            for a, b in zip(local, synced, strict=True)
+        )
+
+    def faulty_replica_sum(value, synchronized):
+        return tf.where(on("unsynchronized_statistics"), value, replica_sum(value, synchronized))
+
+    def faulty_confusion_loss(logits, num_source, **kwargs):
+        context = tf.distribute.get_replica_context()
+        keep = tf.logical_or(
+            tf.equal(context.replica_id_in_sync_group, 0),
+            tf.logical_not(on("dropped_confusion_term")),
+        )
+        return confusion_loss(logits, num_source, **kwargs) * tf.cast(keep, tf.float32)
+
+    patch.setattr(tf.distribute.ReplicaContext, "all_reduce", faulty_all_reduce)
+    patch.setattr(source_first_normalization, "_moments", faulty_moments)
+    patch.setattr(source_first_normalization, "_replica_sum", faulty_replica_sum)
+    patch.setattr(losses, "confusion_loss", faulty_confusion_loss)
 
 
-@pytest.mark.parametrize(
-    "fault",
-    ["mean_instead_of_sum", "skipped_replica", "unsynchronized_statistics",
-     "dropped_confusion_term"],
-)  # fmt: skip
+@pytest.fixture(scope="module")
+def faulty_mirrored_steps(one_step, mirrored_strategy):
+    """`{fault: values}`: the model's variables after `_mirrored_step` from `one_step`'s weights
+    with `fault` (one of `FAULTS`) switched on, and with none (`None`, and `"None again"`).
+
+    The step is traced once, with every fault built in behind a switch it reads when it runs
+    (`_inject_switchable_faults`); each run puts the model's and its optimizers' variables back
+    to their values before the first step and calls the same traced function again (on the same
+    iterator: `fit` would retrace for a new one). All runs happen here, before the next test's
+    `keras.utils.clear_session` drops the function's instantiated kernels."""
+    switch = tf.Variable(-1, trainable=False, name="fault_switch")
+    data = distribute.distributed_train_dataset(
+        mirrored_strategy, *_datasets(*one_step.examples), batch_size=1, augment=False,
+        shuffle_buffer=1,
+    )  # fmt: skip
+    with mirrored_strategy.scope():
+        model = _model()
+        model.compile()
+    model.set_weights(one_step.weights)
+    state = [*model.variables, *model.seg_optimizer.variables, *model.domain_optimizer.variables]
+    initial = [v.numpy() for v in state]
+    # Each step takes one example per replica: both examples, every step the same two.
+    iterator = iter(data)
+    model.make_train_function()
+    with pytest.MonkeyPatch.context() as patch:
+        _inject_switchable_faults(switch, patch)
+        model.train_function(iterator)  # traces the step
+
+    def run(fault):
+        switch.assign(FAULTS.index(fault) if fault in FAULTS else -1)
+        for variable, value in zip(state, initial, strict=True):
+            variable.assign(value)
+        model.train_function(iterator)
+        return [v.numpy() for v in model.variables]
+
+    return {fault: run(fault) for fault in (None, "None again", *FAULTS)}
+
+
+def test_the_fault_switch_is_off_by_default(one_step, faulty_mirrored_steps):
+    # With no fault switched on, the step that carries the faults is the library's step, and a
+    # run starts from the same values as the first: the comparison passes, and twice the same.
+    values = faulty_mirrored_steps[None]
+    assert_same_step(one_step.initial, one_step.after, values, one_step.names, bound=BOUND)
+    again = faulty_mirrored_steps["None again"]
+    for name, a, b in zip(one_step.names, values, again, strict=True):
+        np.testing.assert_array_equal(b, a, err_msg=name)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
 def test_the_distributed_comparison_fails_for_a_faulty_distributed_step(
-    one_step, mirrored_strategy, monkeypatch, fault
+    one_step, faulty_mirrored_steps, fault
 ):
-    _inject(fault, monkeypatch)
-    values, _ = _mirrored_step(one_step, mirrored_strategy)
+    values = faulty_mirrored_steps[fault]
     with pytest.raises(AssertionError, match="update differs by"):
         assert_same_step(one_step.initial, one_step.after, values, one_step.names, bound=BOUND)
 
