@@ -40,7 +40,6 @@ import math
 import os
 
 import numpy as np
-import scipy.stats
 import tensorflow as tf
 
 from uada.analysis import retrieval_curve
@@ -217,6 +216,8 @@ def selection_report(curves, targets):
     Returns:
         The report as Markdown text (mIoU in %).
     """
+    import scipy.stats  # here: importing it costs every command half a second at start-up
+
     lines = [
         "| run | signal | checkpoints | Spearman rho (score vs target mIoU) | p | "
         "target mIoU last (step) | target mIoU selected (step) | selected - last |",

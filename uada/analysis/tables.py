@@ -15,7 +15,6 @@ import os
 import warnings
 
 import numpy as np
-import scipy.stats
 
 from uada.runs import table_runs
 from uada.runs.paper_tables import get_table
@@ -102,6 +101,8 @@ def paired_difference(a, b):
     if n < 2:
         mean = float(x[0] - y[0]) if n else float("nan")
         return PairedDifference(mean, float("nan"), float("nan"), float("nan"), n)
+    import scipy.stats  # here: importing it costs every command half a second at start-up
+
     with warnings.catch_warnings():
         if np.all(x - y == x[0] - y[0]):  # scipy warns of the zero variance; the limit is meant
             warnings.simplefilter("ignore", RuntimeWarning)
