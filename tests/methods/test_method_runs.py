@@ -59,7 +59,7 @@ def _train(config, workdir, seed, monkeypatch):
         _scrambled_target_labels(patch, config, seed)
         patch.setattr(evaluation, "evaluate", lambda *args, **kwargs: {})
         try:
-            keras.utils.clear_session()
+            keras.utils.clear_session(free_memory=False)  # no full collection: tests/conftest.py
             trainer.train_and_evaluate(config, workdir, verbose=False)
         finally:
             reset_process_state()  # op determinism and the dtype policy
@@ -115,7 +115,7 @@ def test_target_labels_change_no_weight_and_a_killed_run_resumes_bit_for_bit(
 
 def _assert_exports(config, workdir, output):
     """The run's SavedModel predicts as its restored Keras model (float32, as exported)."""
-    keras.utils.clear_session()
+    keras.utils.clear_session(free_memory=False)
     model, _ = workdir_lib.load_model(config, workdir)
     inference.export(config, workdir, str(output), model=model)
     images = np.random.default_rng(0).uniform(0, 255, (2, *config.image_size, 3))
