@@ -1,8 +1,8 @@
 """Test-session set-up, fixtures and helpers shared by every test module (the only conftest).
 
 TensorFlow's logical devices must be configured before anything initialises TensorFlow's devices,
-so this runs at import time, before any test module is collected: the single physical CPU is split
-into two logical CPU devices, which the `tf.distribute` tests use as two replicas.
+so `pytest_configure` does it, before any test module is collected: the single physical CPU is
+split into two logical CPU devices, which the `tf.distribute` tests use as two replicas.
 
 Test modules import the helpers below with `from conftest import ...`. The expensive fixtures are
 session-scoped and trained in this process: `smoke_run` (a finished 4-step smoke run, with the demo
@@ -37,19 +37,33 @@ if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     ).strip()
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from absl.testing import flagsaver  # noqa: E402
 
-from uada.runs import table_runs  # noqa: E402
+# TensorFlow, Keras and uada's training code are imported by `pytest_configure` in the processes
+# that run tests, not in pytest-xdist's controller, which only hands tests out: the workers then
+# start seconds sooner.
+keras = tf = table_runs = None
 
-_cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
-)
+
+def pytest_configure(config):
+    """Imports TensorFlow and splits the CPU into two logical devices, unless this process is
+    pytest-xdist's controller (its workers run the tests and do it themselves)."""
+    if getattr(config, "workerinput", None) is None and getattr(config.option, "numprocesses", 0):
+        return
+    global keras, tf, table_runs
+    import keras
+    import tensorflow as tf
+
+    from uada.runs import table_runs
+
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+    )
+
 
 # At exit, after pytest's own clean-up: the objects left are frozen out of Python's final garbage
 # collections, which over a worker's heap of TensorFlow graphs took seconds; the process's memory
