@@ -320,8 +320,9 @@ def _inject_switchable_faults(switch, patch):
 
 @pytest.fixture(scope="module")
 def faulty_mirrored_steps(one_step, mirrored_strategy):
-    """`{fault: values}`: the model's variables after `_mirrored_step` from `one_step`'s weights
-    with `fault` (one of `FAULTS`) switched on, and with none (`None`, and `"None again"`).
+    """`{fault: values}`: the model's variables after the step `_mirrored_step` takes (the
+    session's strategy, `one_step`'s weights and examples) with `fault` (one of `FAULTS`) switched
+    on, and with none (`None`, and `"None again"`).
 
     The step is traced once, with every fault built in behind a switch it reads when it runs
     (`_inject_switchable_faults`); each run puts the model's and its optimizers' variables back
@@ -356,7 +357,9 @@ def faulty_mirrored_steps(one_step, mirrored_strategy):
     return {fault: run(fault) for fault in (None, "None again", *FAULTS)}
 
 
-def test_the_fault_switch_is_off_by_default(one_step, faulty_mirrored_steps):
+def test_the_step_with_every_fault_switched_off_is_the_library_step(
+    one_step, faulty_mirrored_steps
+):
     # With no fault switched on, the step that carries the faults is the library's step, and a
     # run starts from the same values as the first: the comparison passes, and twice the same.
     values = faulty_mirrored_steps[None]
