@@ -48,10 +48,19 @@ from absl.testing import flagsaver  # noqa: E402
 keras = tf = table_runs = None
 
 
+def _is_xdist_controller(config):
+    """Whether this process is pytest-xdist's controller, which hands tests to its workers and runs
+    none (xdist's own rule, as its options stand once the command line is read)."""
+    if getattr(config, "workerinput", None) is not None:  # a worker
+        return False
+    distributed = config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
+    return distributed and not config.getoption("collectonly")
+
+
 def pytest_configure(config):
     """Imports TensorFlow and splits the CPU into two logical devices, unless this process is
     pytest-xdist's controller (its workers run the tests and do it themselves)."""
-    if getattr(config, "workerinput", None) is None and getattr(config.option, "numprocesses", 0):
+    if _is_xdist_controller(config):
         return
     global keras, tf, table_runs
     import keras
