@@ -91,16 +91,19 @@ def test_missing_weights_file_is_named(name, tmp_path):
         build_backbone(name, weights=path)
 
 
-@pytest.mark.parametrize("name", ["resnet50", "resnet_tiny"])
-@pytest.mark.parametrize("norm", sorted(NORM_CLASSES))
-def test_convolutions_before_a_normalization_have_no_bias(name, norm):
-    backbone = build_backbone(name, norm, 8)
+def _assert_no_bias_before_a_normalization(backbone, norm, num_convs):
     convs = [layer for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D)]
-    assert len(convs) == (53 if name == "resnet50" else 17)
+    assert len(convs) == num_convs
     for conv in convs:
         # Every convolution of a ResNet v1 feeds a normalization position ("<prefix>_bn").
         assert backbone.get_layer(conv.name[: -len("conv")] + "bn") is not None
         assert conv.use_bias == (norm == "none"), conv.name
+
+
+@pytest.mark.parametrize("norm", sorted(NORM_CLASSES))
+def test_convolutions_before_a_normalization_have_no_bias(norm):
+    # ResNet-50's convolutions: in the weights-file test below, which builds it for every norm.
+    _assert_no_bias_before_a_normalization(build_backbone("resnet_tiny", norm, 8), norm, 17)
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +127,7 @@ def test_resnet50_weights_file_is_copied_for_every_norm(norm, resnet50_weights):
     backbone = build_backbone("resnet50", norm, 8, weights=path, input_shape=(384, 768, 3))
     assert backbone.output_shape == (None, 48, 96, 2048)
     assert backbone.count_params() == RESNET50_PARAMS[norm]
+    _assert_no_bias_before_a_normalization(backbone, norm, 53)
     copied = 0
     for name, weights in reference.items():
         if not weights:
