@@ -4,13 +4,17 @@ Each test names the private internal it checks: when an upgrade removes or chang
 says which one, and `framework_internals.py` says what uada needs it for.
 """
 
+import contextlib
+import gc
 import inspect
+import weakref
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
+from tensorflow.python.framework import ops
 
 from uada.models import framework_internals
 
@@ -101,3 +105,36 @@ def test_checkpoint_state_files_of_the_checkpoint_manager_parse(tmp_path):
     assert [p.rsplit("-", 1)[1] for p in state.all_model_checkpoint_paths] == ["3", "7"]
     with pytest.raises(text_format.ParseError):
         framework_internals.parse_checkpoint_state("not a checkpoint state {")
+
+
+def test_custom_gradients_of_a_traced_step_are_freed_with_its_graph():
+    # `tf.custom_gradient` registers in TensorFlow's private `ops._gradient_registry`: the entry
+    # must still serve a symbolic gradient while the graph lives, and go away with it.
+    @tf.custom_gradient
+    def double(x):
+        return 2.0 * x, lambda dy: 3.0 * dy  # not autodiff's 2: the registered one is used
+
+    seen = {}
+
+    def trace(owned):
+        @tf.function(autograph=False)
+        def step(x):
+            context = framework_internals.custom_gradients_owned_by_the_graph
+            with context() if owned else contextlib.nullcontext():
+                y = double(x)
+            seen[owned] = (weakref.ref(y.graph), y.op.get_attr("_gradient_op_type").decode())
+            return tf.gradients(y, x)[0]  # symbolic: looked up in the registry
+
+        assert float(step(tf.constant(1.0))) == 3.0
+
+    registry = ops._gradient_registry._registry
+    for owned in (False, True):
+        trace(owned)
+        gc.collect()
+    graph, name = seen[True]
+    assert graph() is None and name not in registry, "check custom_gradients_owned_by_the_graph"
+    # What it works around: without it the entry keeps the graph (the day TensorFlow frees it
+    # itself, this fails and the workaround can go).
+    graph, name = seen[False]
+    assert graph() is not None and name in registry
+    del registry[name]

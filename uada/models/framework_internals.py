@@ -16,12 +16,22 @@ removes or changes it.
   `CheckpointState` proto: the public `tf.train.get_checkpoint_state` logs a warning and returns
   None for an unreadable state file, which would turn a corrupt workdir into a silent restart.
 
+- `custom_gradients_owned_by_the_graph` reaches TensorFlow's process-wide gradient registry
+  (`ops._gradient_registry`): in a traced function, `tf.custom_gradient` registers its gradient
+  there and never removes it, so every traced training step would stay in memory for the life
+  of the process.
+
 `is_multi_worker` is TensorFlow's private rule "is this a multi-worker run" written with public
 APIs: `reducible_logs` must agree with it, and the trainer uses it to choose the chief.
 """
 
+import contextlib
+import functools
+import weakref
+
 import tensorflow as tf
 from google.protobuf import text_format
+from tensorflow.python.framework import ops
 from tensorflow.python.training import checkpoint_state_pb2
 
 
@@ -82,3 +92,38 @@ def parse_checkpoint_state(text):
         google.protobuf.text_format.ParseError: the text is not a checkpoint state.
     """
     return text_format.Parse(text, checkpoint_state_pb2.CheckpointState())
+
+
+@contextlib.contextmanager
+def custom_gradients_owned_by_the_graph():
+    """Within it, what `tf.custom_gradient` registers lives as long as the traced graph.
+
+    Inside a traced function `tf.custom_gradient` registers its gradient function in TensorFlow's
+    process-wide gradient registry under a new name (`CustomGradient-<uid>`) and never removes
+    it; the function's closure holds tensors of the graph, so every traced graph that used one
+    stayed in memory until the process ended (tensorflow/tensorflow#27492 and #97697). uada's
+    normalization kernel and `ReplicaContext.all_reduce` both use it: each trace of a training
+    step kept about 40,000 Python objects, which every later garbage collection walked again.
+
+    On exit each entry registered within is held by the graph being traced (a collection) and
+    reached from the registry through a weak reference (a symbolic gradient of the graph still
+    finds it), and the entry is removed when the graph is collected. Eagerly, nothing changes.
+    """
+    registry = ops._gradient_registry._registry  # {name: {"type": function, "location": ...}}
+    before = set(registry)
+    try:
+        yield
+    finally:
+        if not tf.executing_eagerly():
+            graph = ops.get_default_graph()
+            for name in set(registry) - before:
+                if not name.startswith("CustomGradient-"):
+                    continue
+                function = registry[name]["type"]
+                graph.add_to_collection("uada_custom_gradients", function)
+                registry[name]["type"] = functools.partial(_weak_call, weakref.ref(function))
+                weakref.finalize(graph, registry.pop, name, None)
+
+
+def _weak_call(reference, *args):
+    return reference()(*args)
