@@ -310,8 +310,8 @@ class AdaptationModel(keras.Model):
     # values, so AutoGraph's conversion, seconds of every trace, would change nothing.
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
-        # Traced once per `fit`: the step's graph is freed with the model, not kept to the end of
-        # the process by the custom gradients it registers.
+        # Runs when the step is traced: the step's graph is then freed with the model, not kept
+        # to the end of the process by the custom gradients it registers.
         with framework_internals.custom_gradients_owned_by_the_graph():
             logs = self._step(data)
         return framework_internals.reducible_logs(logs, tf.distribute.get_strategy())
