@@ -1,20 +1,14 @@
-"""Training runs: smoke run end to end, exact resumption after SIGKILL, corrupt checkpoints."""
+"""Training runs: smoke run end to end, resumption, corrupt checkpoints (the faults a run meets,
+SIGKILL included, are tests/cli/test_train_faults.py's)."""
 
 import json
 import os
 import shutil
-import signal
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import (
-    checkpoint_values,
-    finish_training,
-    parse_train_flags,
-    start_training,
-    wait_for,
-)
+from conftest import checkpoint_values, parse_train_flags
 
 from uada.data.labels import CLASS_NAMES
 from uada.runs import trainer
@@ -81,33 +75,3 @@ def test_a_corrupt_checkpoint_state_is_an_error_not_a_restart(smoke_run, tmp_pat
     with pytest.raises(workdir_lib.CorruptCheckpointError, match="checkpoints/checkpoint"):
         trainer.train_and_evaluate(smoke_run.config.replace(train_steps=6), workdir)
     assert not os.path.exists(os.path.join(directory, "ckpt-6.index"))
-
-
-def test_sigkill_and_rerun_give_identical_weights(data_dir, uninterrupted_run, tmp_path):
-    """Kill mid-run, then kill during a checkpoint write (with the new checkpoint's data torn);
-    each rerun of the same command resumes, and the final weights equal an uninterrupted run's."""
-    workdir = str(tmp_path / "killed")
-    directory = os.path.join(workdir, "checkpoints")
-    # 1. SIGKILL as soon as the first checkpoint (step 2) is complete.
-    process = start_training(workdir, data_dir)
-    wait_for(os.path.join(directory, "checkpoint"), process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not os.path.exists(os.path.join(directory, "ckpt-8.index"))
-    # 2. Rerun; SIGKILL while the last checkpoint (step 8) is written: its files exist, the state
-    # file does not name it yet. Tear its data file too, as a kill in the middle of the write would.
-    process = start_training(workdir, data_dir, pause_in_save_at=8)
-    wait_for(os.path.join(workdir, "paused_in_save"), process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert workdir_lib.latest_checkpoint(workdir).endswith(("ckpt-2", "ckpt-4", "ckpt-6"))
-    with open(os.path.join(directory, "ckpt-8.data-00000-of-00001"), "r+b") as f:
-        f.truncate(10)
-    # 3. Rerun to the end (in this process: the resumption from disk is what is checked).
-    finish_training(workdir, data_dir)
-
-    expected = uninterrupted_run.final
-    actual = checkpoint_values(os.path.join(directory, "ckpt-8"))
-    assert sorted(actual) == sorted(expected)
-    different = [key for key in expected if not np.array_equal(expected[key], actual[key])]
-    assert not different, different[:10]

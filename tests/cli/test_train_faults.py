@@ -1,7 +1,7 @@
 """Training under the faults real runs meet, each created for real: a second run in the same
-workdir (two processes), a killed run's stale lock, SIGTERM and SIGINT, a full and a read-only
-filesystem (a small tmpfs, where this machine lets the tests mount one), a checkpoint path the
-filesystem cannot create.
+workdir (two processes), SIGKILL in a checkpoint write (a stale lock and a torn checkpoint left
+behind), SIGTERM and SIGINT, a full and a read-only filesystem (a small tmpfs, where this
+machine lets the tests mount one), a checkpoint path the filesystem cannot create.
 
 The run that is killed, signalled or holds the lock is a process of its own; the command run
 after it (the refused second run, the rerun that resumes) runs in this process (`run_main`).
@@ -63,13 +63,20 @@ def _lock_text(workdir):
 # One run at a time
 
 
-def test_a_second_run_is_refused_and_a_killed_runs_lock_is_taken_over(
+def test_a_second_run_is_refused_and_killed_runs_resume_bit_identically(
     uninterrupted, data_dir, tmp_path
 ):
+    """Two runs killed in their checkpoint writes, each leaving its lock and a torn checkpoint;
+    each rerun of the same command takes the stale lock over and resumes, and the final weights
+    equal an uninterrupted run's. While the first one trains, a second run in its workdir is
+    refused and evaluation is allowed."""
     workdir = str(tmp_path / "run")
-    # The first run pauses inside its step-4 checkpoint write (a test hook): ckpt-2 is complete.
+    directory = os.path.join(workdir, "checkpoints")
+    marker = os.path.join(workdir, "paused_in_save")
+    # 1. The first run pauses inside its step-4 checkpoint write (a test hook): ckpt-2 is
+    # complete, ckpt-4's files are written and the state file does not name them yet.
     first = start_training(workdir, data_dir, pause_in_save_at=4)
-    wait_for(os.path.join(workdir, "paused_in_save"), first)
+    wait_for(marker, first)
 
     second = finish_training(workdir, data_dir, check=False)
     assert second.returncode == 1
@@ -89,18 +96,40 @@ def test_a_second_run_is_refused_and_a_killed_runs_lock_is_taken_over(
     )  # fmt: skip
     assert results["demo_target"]["num_images"] == 1
 
-    # SIGKILL leaves the lock file behind; the rerun recognises it as stale and takes it over.
-    first.kill()
-    first.communicate()
+    # SIGKILL mid-write leaves the lock file behind and, in the middle of a real write, a torn
+    # data file: tear it.
+    _kill_in_save(first, directory, 4)
     assert f'"pid": {first.pid}' in _lock_text(workdir)
-    rerun = finish_training(workdir, data_dir)
+    assert workdir_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-2"
+
+    # 2. The rerun recognises the lock as stale, takes it over, resumes from ckpt-2 (its step-4
+    # write replaces the torn files) and is killed the same way inside its step-8 write.
+    os.remove(marker)
+    rerun = start_training(workdir, data_dir, pause_in_save_at=8)
+    wait_for(marker, rerun)
+    stderr = _kill_in_save(rerun, directory, 8)
     assert re.search(
         rf"Took over the stale lock {re.escape(workdir)}/\.lock of a run that ended without "
         rf"releasing it: host {re.escape(socket.gethostname())}, pid {first.pid}, started",
-        rerun.stderr,
-    )
+        stderr,
+    ), stderr[-3000:]
+    assert workdir_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-6"
+
+    # 3. The rerun to the end (in this process: the resumption from disk is what is checked).
+    finish_training(workdir, data_dir)
     assert _lock_text(workdir) == ""  # released at the end
     _assert_same_final_checkpoint(uninterrupted, workdir)
+
+
+def _kill_in_save(process, directory, step):
+    """SIGKILLs `process`, paused in the checkpoint write of `step`, and truncates that
+    checkpoint's data file as a kill in the middle of the write would leave it; returns the
+    process's stderr."""
+    process.kill()
+    _, stderr = process.communicate()
+    with open(os.path.join(directory, f"ckpt-{step}.data-00000-of-00001"), "r+b") as f:
+        f.truncate(10)
+    return stderr
 
 
 def test_a_lock_of_another_host_is_live_until_it_is_older_than_stale_after(tmp_path):
