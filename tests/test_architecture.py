@@ -29,7 +29,8 @@ COMMANDS = frozenset(
 COMMAND_SIDE = COMMANDS | {"uada.command_errors", "uada.console"}
 
 # Package -> rank: an import goes down (to a lower rank) or sideways within its package. The
-# closed name sets and the config at the bottom; then layers, data -> models -> methods (the
+# closed name sets and the config at the bottom, with the one module that reaches private parts
+# of Keras and TensorFlow (`framework_internals`); then layers, data -> models -> methods (the
 # other adaptation methods, built on the models) -> runs -> analysis;
 # the command lines and what only they use (their flags, error reporting, console) on top.
 RANKS = {
@@ -37,6 +38,7 @@ RANKS = {
     "uada.names": 0,
     "uada.config": 1,
     "uada.config_flags": 2,
+    "uada.framework_internals": 2,
     "uada.layers": 3,
     "uada.data": 3,
     "uada.models": 4,

@@ -36,6 +36,8 @@ import math
 
 import tensorflow as tf
 
+from uada import framework_internals
+
 BLUR_KERNEL_SIZES = (1, 3, 5, 7)
 
 _MAX_BRIGHTNESS_DELTA = 32.0 / 255.0
@@ -217,7 +219,7 @@ def random_color(image, seed):
         lambda order=order: distort_color(image, color_seed, order)
         for order in range(len(COLOR_ORDERS))
     ]
-    return tf.switch_case(choice, branches + [lambda: image])
+    return framework_internals.unlowered_switch_case(choice, branches + [lambda: image])
 
 
 def random_blur(image, seed):
@@ -241,7 +243,9 @@ def random_blur(image, seed):
     # kind 0 = median, 1 = bilateral, 2 = none; size index 0 is kernel size 1 (no change).
     num_sizes = len(BLUR_KERNEL_SIZES) - 1
     index = tf.where((kind == 2) | (size == 0), 0, 1 + kind * num_sizes + tf.maximum(size - 1, 0))
-    return tf.clip_by_value(tf.switch_case(index, branches), 0.0, 255.0)
+    # Unlowered: an input iterator's creation makes no kernels for the 6 blurs it may not run.
+    blurred = framework_internals.unlowered_switch_case(index, branches)
+    return tf.clip_by_value(blurred, 0.0, 255.0)
 
 
 def augment(image, seed):

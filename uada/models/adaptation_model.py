@@ -17,7 +17,8 @@ import typing
 import keras
 import tensorflow as tf
 
-from uada.models import framework_internals, losses, schedules, step_guard
+from uada import framework_internals
+from uada.models import losses, schedules, step_guard
 from uada.models.backbones import build_backbone
 from uada.models.heads import build_representation, build_segmentation_head
 

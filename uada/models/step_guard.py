@@ -24,7 +24,7 @@ labels or after too many consecutive skipped steps (`NonFiniteLossError`).
 import keras
 import tensorflow as tf
 
-from uada.models import framework_internals
+from uada import framework_internals
 
 
 class NonFiniteLossError(FloatingPointError):

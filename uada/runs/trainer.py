@@ -70,8 +70,8 @@ from absl import logging
 from uada.data import domains as domains_lib
 from uada.data import labels as labels_lib
 from uada.data import pipeline
+from uada.framework_internals import is_multi_worker
 from uada.models import schedules
-from uada.models.framework_internals import is_multi_worker
 from uada.models.step_guard import TrainingGuard
 from uada.runs import distribute, evaluation, precision, preemption, workdir_lock, write_errors
 from uada.runs import workdir as workdir_lib

@@ -44,9 +44,9 @@ from absl import logging
 from google.protobuf import text_format
 
 from uada import config as config_lib
-from uada import methods
+from uada import framework_internals, methods
 from uada.data import domains as domains_lib
-from uada.models import build_uada_model, framework_internals, schedules
+from uada.models import build_uada_model, schedules
 
 CONFIG_FILE = "config.json"
 FLAGS_FILE = "flags.txt"

@@ -1,4 +1,4 @@
-"""Tests of `uada.models.framework_internals` against the installed Keras and TensorFlow.
+"""Tests of `uada.framework_internals` against the installed Keras and TensorFlow.
 
 Each test names the private internal it checks: when an upgrade removes or changes it, the failure
 says which one, and `framework_internals.py` says what uada needs it for.
@@ -16,7 +16,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.python.framework import ops
 
-from uada.models import framework_internals
+from uada import framework_internals
 
 
 class CountingModel(keras.Model):
@@ -138,3 +138,30 @@ def test_custom_gradients_of_a_traced_step_are_freed_with_its_graph():
     graph, name = seen[False]
     assert graph() is not None and name in registry
     del registry[name]
+
+
+def test_an_unlowered_switch_case_keeps_its_branches_as_functions():
+    internal = "tensorflow.python.ops.control_flow_switch_case._indexed_case_helper"
+    branches = [lambda: tf.constant(1.0), lambda: tf.constant(2.0), lambda: tf.constant(3.0)]
+
+    def case_ops(switch_case):
+        graph = tf.function(lambda index: switch_case(index, branches), autograph=False)
+        graph = graph.get_concrete_function(tf.TensorSpec([], tf.int32)).graph
+        return [op for op in graph.get_operations() if op.type in ("Case", "StatelessCase")]
+
+    (lowered,) = case_ops(tf.switch_case)
+    cases = case_ops(framework_internals.unlowered_switch_case)
+    assert len(cases) == 1, f"{internal} no longer builds one Case op: {cases}"
+    assert cases[0].get_attr("_lower_using_switch_merge") is False, (
+        f"{internal} no longer takes lower_using_switch_merge"
+    )
+    # What the helper is for: tf.switch_case's own op is lowered.
+    assert lowered.get_attr("_lower_using_switch_merge") is True
+    traced = tf.function(
+        lambda index: framework_internals.unlowered_switch_case(index, branches), autograph=False
+    )
+    for index in (0, 1, 2, 7, -1):  # out of range: the last branch, as tf.switch_case
+        index = tf.constant(index)
+        expected = float(tf.switch_case(index, branches))
+        assert float(traced(index)) == expected
+        assert float(framework_internals.unlowered_switch_case(index, branches)) == expected

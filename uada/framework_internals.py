@@ -21,6 +21,11 @@ removes or changes it.
   there and never removes it, so every traced training step would stay in memory for the life
   of the process.
 
+- `unlowered_switch_case` calls `tf.switch_case`'s own helper
+  (`control_flow_switch_case._indexed_case_helper`) for its `lower_using_switch_merge` argument,
+  which `tf.switch_case` does not take: lowered, every branch of the training augmentation's
+  random choices got its kernels at each input iterator's creation.
+
 `is_multi_worker` is TensorFlow's private rule "is this a multi-worker run" written with public
 APIs: `reducible_logs` must agree with it, and the trainer uses it to choose the chief.
 """
@@ -32,6 +37,7 @@ import weakref
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.python.framework import ops
+from tensorflow.python.ops import control_flow_switch_case
 from tensorflow.python.training import checkpoint_state_pb2
 
 
@@ -127,3 +133,20 @@ def custom_gradients_owned_by_the_graph():
 
 def _weak_call(reference, *args):
     return reference()(*args)
+
+
+def unlowered_switch_case(branch_index, branch_fns, name="switch_case"):
+    """`tf.switch_case(branch_index, branch_fns, name=name)` whose branches stay functions.
+
+    In a function body (a `tf.data` map function) TensorFlow lowers `tf.switch_case` to
+    switch/merge ops: the ops of every branch are inlined into the body and get their kernels
+    when the body is instantiated, which `tf.data` does at every iterator's creation, although
+    one branch runs per element. Unlowered, the `Case` op calls the chosen branch as a function,
+    whose kernels are made the first time it runs. The same ops run on the same inputs: the
+    results are identical. Reaches `control_flow_switch_case._indexed_case_helper`, the helper
+    `tf.switch_case` itself calls, for its `lower_using_switch_merge` argument. Eagerly it runs
+    the chosen branch, as `tf.switch_case` does.
+    """
+    return control_flow_switch_case._indexed_case_helper(
+        branch_fns, None, branch_index, name, lower_using_switch_merge=False
+    )
