@@ -34,8 +34,11 @@ shuffle buffer then mixes examples across files.
 
 Evaluation reads one ordered pass, without augmentation, and keeps the last partial batch.
 
-The functions these pipelines trace branch only on Python values or with `tf.cond`, so they are
-traced without AutoGraph, whose conversion would otherwise take seconds of every pipeline's set-up.
+The functions these pipelines trace branch only on Python values or with `tf.switch_case`, so
+they are traced without AutoGraph, whose conversion would otherwise take seconds of every
+pipeline's set-up. The augmentation's switches keep their branches as functions
+(`uada.framework_internals.unlowered_switch_case`): creating an iterator makes no kernels for the
+branches an element may not take.
 """
 
 import tensorflow as tf
