@@ -1,6 +1,6 @@
 """Every place where uada relies on a private part of Keras or TensorFlow, and why.
 
-Each entry is a small named function; `tests/models/test_framework_internals.py` exercises each
+Each entry is a small named function; `tests/test_framework_internals.py` exercises each
 one against the installed Keras and TensorFlow and fails with the internal's name when an upgrade
 removes or changes it.
 
