@@ -16,17 +16,20 @@ Training, per domain, in this order:
    anti-aliasing, label nearest), cast, augment (`uada.data.augment.augment`, both domains);
 5. batch `batch_size` with `drop_remainder=True` (static shapes).
 
-Then the source and target batches are zipped and prefetched:
+Then the source and target batches are zipped and prefetched (`train_dataset`):
 `((source_images [B, H, W, 3], source_labels [B, H, W]), target_images [B, H, W, 3])`, or
 `(source_images, source_labels)` without a target.
 
 Everything is a pure function of `seed`: two pipelines built with the same arguments yield the same
-elements, and an iterator saved with `tf.train.Checkpoint(iterator=iterator)` resumes with the
-element that would have come next. The training pipeline uses tf.data's *symbolic* checkpointing by
-default, so a checkpoint stores positions, not the shuffle and prefetch buffers (which would be
-hundreds of MB of images); restoring replays the inputs up to the saved position. TFDS caches small
-datasets in memory, which symbolic checkpointing does not support: read them with
-`read_config=tfds.ReadConfig(try_autocache=False)` or pass `symbolic_checkpoint=False`.
+elements. `train_iterator` yields the same elements from an iterator per domain, paired in Python:
+saved with `tf.train.Checkpoint(iterator=iterator)`, it resumes with the element that would have
+come next, however many times a run is resumed (`iter(train_dataset(...))` checkpoints too, but
+see `train_iterator` for why a resumed run's checkpoint of it does not restore past an epoch).
+The training pipeline uses tf.data's *symbolic* checkpointing by default, so a checkpoint stores
+positions, not the shuffle and prefetch buffers (which would be hundreds of MB of images); restoring
+replays the inputs up to the saved position. TFDS caches small datasets in memory, which symbolic
+checkpointing does not support: read them with `read_config=tfds.ReadConfig(try_autocache=False)` or
+pass `symbolic_checkpoint=False`.
 
 For whole-dataset shuffling of a large prepared TFDS dataset, also let TFDS shuffle its files:
 `builders.load(..., shuffle_files=True, read_config=tfds.ReadConfig(shuffle_seed=seed))`; the
@@ -136,6 +139,66 @@ def train_dataset(
         `(source_images, source_labels)` if `target` is None: float32 `[batch_size, H, W, 3]` in
         [0, 255] and int32 `[batch_size, H, W]`, all with static shapes.
     """
+    source_stream, target_stream = _streams(
+        source, target, batch_size=batch_size, seed=seed, augment=augment,
+        image_size=image_size, shuffle_buffer=shuffle_buffer,
+    )  # fmt: skip
+    stream = source_stream
+    if target_stream is not None:
+        stream = tf.data.Dataset.zip((source_stream, target_stream))
+    return stream.prefetch(tf.data.AUTOTUNE).with_options(_options(symbolic_checkpoint))
+
+
+def train_iterator(source, target=None, **kwargs):
+    """An iterator over the elements of `train_dataset(source, target, **kwargs)` whose position
+    a `tf.train.Checkpoint` saves and restores any number of times.
+
+    `iter(train_dataset(...))` checkpoints too, but with a target its state, once saved by an
+    iterator that was itself restored, does not restore past the next epoch (TensorFlow 2.21's
+    symbolic checkpoint of shuffled streams under a zip): a run resumed twice would stop there.
+    This iterator draws each domain from its own iterator and pairs them in Python, so that
+    nothing zips the shuffled streams; its elements are `train_dataset`'s, one for one.
+
+    Args:
+        source, target, **kwargs: as for `train_dataset`.
+
+    Returns:
+        Without a target, `iter(train_dataset(source, **kwargs))`; with one, a
+        `PairedIterator`.
+    """
+    if target is None:
+        return iter(train_dataset(source, None, **kwargs))
+    symbolic_checkpoint = kwargs.pop("symbolic_checkpoint", True)
+    streams = _streams(source, target, **kwargs)
+    return PairedIterator(
+        *(s.prefetch(tf.data.AUTOTUNE).with_options(_options(symbolic_checkpoint)) for s in streams)
+    )
+
+
+class PairedIterator(tf.Module):
+    """`((source_images, source_labels), target_images)` from a source and a target stream, each
+    drawn from its own iterator (`train_iterator`).
+
+    A trackable object: `tf.train.Checkpoint(iterator=paired)` saves both iterators' positions
+    (as `iterator/source` and `iterator/target`).
+    """
+
+    def __init__(self, source_stream, target_stream):
+        super().__init__(name="paired_iterator")
+        self.source = iter(source_stream)
+        self.target = iter(target_stream)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.source), next(self.target)
+
+
+def _streams(source, target, *, batch_size=2, seed=0, augment=True, image_size=None,
+             shuffle_buffer=200):  # fmt: skip
+    """`train_dataset`'s checked arguments and its two domain streams (the target's None without
+    a target), neither prefetched."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(
             f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
@@ -153,13 +216,15 @@ def train_dataset(
         image_size=image_size,
         shuffle_buffer=shuffle_buffer,
     )
-    stream = _domain_stream(source, domain=_SOURCE, with_labels=True, name="source", **common)
+    source_stream = _domain_stream(
+        source, domain=_SOURCE, with_labels=True, name="source", **common
+    )
+    target_stream = None
     if target is not None:
         target_stream = _domain_stream(
             target, domain=_TARGET, with_labels=False, name="target", **common
         )
-        stream = tf.data.Dataset.zip((stream, target_stream))
-    return stream.prefetch(tf.data.AUTOTUNE).with_options(_options(symbolic_checkpoint))
+    return source_stream, target_stream
 
 
 def eval_dataset(dataset, *, batch_size=1, image_size=None):
@@ -207,7 +272,10 @@ def _domain_stream(
     dataset = dataset.shuffle(
         shuffle_buffer, seed=2 * seed + domain, reshuffle_each_iteration=True
     ).repeat()
-    dataset = dataset.enumerate()
+    # The running number as a scan's state, not `enumerate` (a zip with a counter): tf.data's
+    # symbolic checkpoint of a shuffle under a zip, saved by a restored iterator, does not
+    # restore past the epoch (TensorFlow 2.21), so a run resumed twice would stop there.
+    dataset = dataset.scan(tf.constant(0, tf.int64), _number)
     base_seed = tf.constant([seed, domain], dtype=tf.int64)
 
     @tf.autograph.experimental.do_not_convert
@@ -222,6 +290,12 @@ def _domain_stream(
 
     dataset = dataset.map(prepare_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size, drop_remainder=True)
+
+
+@tf.autograph.experimental.do_not_convert
+def _number(count, example):
+    """The scan function that numbers a stream: `(count + 1, (count, example))`."""
+    return count + 1, (count, example)
 
 
 def _options(symbolic_checkpoint=False):

@@ -198,7 +198,7 @@ def _train_and_evaluate(config, workdir, strategy, chief, verbose):
     if model.domain_optimizer is not None:
         trackables["domain_optimizer"] = model.domain_optimizer
     if replicas == 1:  # the iterator's position is checkpointed with the model
-        iterator = iter(pipeline.train_dataset(source_data, target_data, **stream_options))
+        iterator = pipeline.train_iterator(source_data, target_data, **stream_options)
         trackables["data_iterator"] = iterator
     checkpoint = tf.train.Checkpoint(**trackables)
     manager = tf.train.CheckpointManager(
