@@ -81,7 +81,7 @@ atexit.register(gc.freeze)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
-PAUSE_IN_SAVE = pathlib.Path(__file__).with_name("cli") / "pause_in_save.py"
+PAUSE_TRAINING = pathlib.Path(__file__).with_name("cli") / "pause_training.py"
 # Real dataset samples live in shared/fixtures beside the repository (shared/fixtures/README.md).
 FIXTURES = REPO.parent / "shared" / "fixtures"
 # A guard against a hung child process, not a time limit: a smoke training process takes about
@@ -481,22 +481,24 @@ _TRAIN_FLAGS = ("--flagfile=experiments/smoke.flags", "--deterministic", "--trai
                 "--eval_max_images=1")  # fmt: skip
 
 
-def train_command(workdir, data_dir, *extra, pause_in_save_at=None):
+def train_command(workdir, data_dir, *extra, pause=None):
     """`python -m uada.train` on the smoke configuration (`_TRAIN_FLAGS`); `extra` flags
-    override. With `pause_in_save_at=STEP` the checkpoint write of STEP pauses once its files are
-    written, before the state file names them, after writing `WORKDIR/paused_in_save`
-    (`cli/pause_in_save.py`)."""
+    override. With `pause=(WHERE, STEP)` the run pauses at step STEP, `"save"` inside its
+    checkpoint write (its files written, the state file not naming them yet) or `"step"` once it
+    is trained, after writing `WORKDIR/paused`, and goes on when the test removes that file
+    (`cli/pause_training.py`)."""
     command = [sys.executable, "-m", "uada.train"]
-    if pause_in_save_at is not None:
-        marker = os.path.join(workdir, "paused_in_save")
-        command = [sys.executable, str(PAUSE_IN_SAVE), str(pause_in_save_at), marker]
+    if pause is not None:
+        where, step = pause
+        marker = os.path.join(workdir, "paused")
+        command = [sys.executable, str(PAUSE_TRAINING), where, str(step), marker]
     return [*command, f"--workdir={workdir}", f"--data_dir={data_dir}", *_TRAIN_FLAGS, *extra]
 
 
-def start_training(workdir, data_dir, *extra, pause_in_save_at=None, **env):
+def start_training(workdir, data_dir, *extra, pause=None, **env):
     """Starts `train_command` (stderr piped, as text); `env` adds environment variables."""
     return subprocess.Popen(
-        train_command(workdir, data_dir, *extra, pause_in_save_at=pause_in_save_at),
+        train_command(workdir, data_dir, *extra, pause=pause),
         cwd=REPO,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
         stdout=subprocess.DEVNULL,

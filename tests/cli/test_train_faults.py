@@ -60,22 +60,33 @@ def _lock_text(workdir):
 
 
 # ------------------------------------------------------------------------------------------------
-# One run at a time
+# One run at a time; SIGKILL, SIGTERM and SIGINT
 
 
-def test_a_second_run_is_refused_and_killed_runs_resume_bit_identically(
+def test_a_second_run_is_refused_and_killed_or_signalled_runs_resume_bit_identically(
     uninterrupted, data_dir, tmp_path
 ):
-    """Two runs killed in their checkpoint writes, each leaving its lock and a torn checkpoint;
-    each rerun of the same command takes the stale lock over and resumes, and the final weights
-    equal an uninterrupted run's. While the first one trains, a second run in its workdir is
-    refused and evaluation is allowed."""
+    """One workdir, three runs stopped at known points, each rerun of the same command resuming
+    where the last stopped; the final weights equal an uninterrupted run's.
+
+    1. SIGKILL inside the step-4 checkpoint write leaves its lock and a torn checkpoint; while the
+       run trains, a second run in its workdir is refused and evaluation is allowed.
+    2. The rerun takes the stale lock over, resumes from step 2 and gets SIGTERM once step 5 is
+       trained: it finishes the step, checkpoints it (5 is no checkpoint step) and stops.
+    3. The next rerun resumes from step 5 and gets SIGINT inside its step-6 checkpoint write: it
+       completes that checkpoint and stops, writing no other.
+    4. The last rerun trains to the end."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            pytest.skip(
+                f"{signum.name} is ignored in this process (a background job), so it is in the "
+                "training process it starts, and uada keeps an ignored signal ignored"
+            )
     workdir = str(tmp_path / "run")
     directory = os.path.join(workdir, "checkpoints")
-    marker = os.path.join(workdir, "paused_in_save")
-    # 1. The first run pauses inside its step-4 checkpoint write (a test hook): ckpt-2 is
-    # complete, ckpt-4's files are written and the state file does not name them yet.
-    first = start_training(workdir, data_dir, pause_in_save_at=4)
+    marker = os.path.join(workdir, "paused")
+    # 1. ckpt-2 is complete, ckpt-4's files are written and the state file does not name them.
+    first = start_training(workdir, data_dir, pause=("save", 4))
     wait_for(marker, first)
 
     second = finish_training(workdir, data_dir, check=False)
@@ -98,38 +109,42 @@ def test_a_second_run_is_refused_and_killed_runs_resume_bit_identically(
 
     # SIGKILL mid-write leaves the lock file behind and, in the middle of a real write, a torn
     # data file: tear it.
-    _kill_in_save(first, directory, 4)
+    first.kill()
+    first.communicate()
+    with open(os.path.join(directory, "ckpt-4.data-00000-of-00001"), "r+b") as f:
+        f.truncate(10)
     assert f'"pid": {first.pid}' in _lock_text(workdir)
     assert workdir_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-2"
-
-    # 2. The rerun recognises the lock as stale, takes it over, resumes from ckpt-2 (its step-4
-    # write replaces the torn files) and is killed the same way inside its step-8 write.
     os.remove(marker)
-    rerun = start_training(workdir, data_dir, pause_in_save_at=8)
-    wait_for(marker, rerun)
-    stderr = _kill_in_save(rerun, directory, 8)
+
+    # 2. and 3. (its step-4 write replaces the torn files).
+    stderrs = []
+    for signum, pause, step in ((signal.SIGTERM, ("step", 5), 5), (signal.SIGINT, ("save", 6), 6)):
+        process = start_training(workdir, data_dir, pause=pause)
+        wait_for(marker, process)
+        process.send_signal(signum)
+        os.remove(marker)  # the run goes on
+        _, stderr = process.communicate(timeout=HANG_GUARD_SECONDS)
+        assert process.returncode == 128 + signum, stderr[-3000:]  # 143, 130
+        assert _last_line(stderr) == (
+            f"Training stopped by {signum.name} at step {step} of 8; checkpoint "
+            f"{directory}/ckpt-{step} written. {RERUN}"
+        ), stderr[-3000:]
+        assert "Traceback" not in stderr
+        assert workdir_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-{step}"
+        assert _lock_text(workdir) == ""  # released
+        stderrs.append(stderr)
     assert re.search(
         rf"Took over the stale lock {re.escape(workdir)}/\.lock of a run that ended without "
         rf"releasing it: host {re.escape(socket.gethostname())}, pid {first.pid}, started",
-        stderr,
-    ), stderr[-3000:]
-    assert workdir_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-6"
+        stderrs[0],
+    ), stderrs[0][-3000:]
+    assert not os.path.exists(os.path.join(directory, "ckpt-7.index"))  # SIGINT wrote no other
 
-    # 3. The rerun to the end (in this process: the resumption from disk is what is checked).
+    # 4. The rerun to the end (in this process: the resumption from disk is what is checked).
     finish_training(workdir, data_dir)
-    assert _lock_text(workdir) == ""  # released at the end
+    assert _lock_text(workdir) == ""
     _assert_same_final_checkpoint(uninterrupted, workdir)
-
-
-def _kill_in_save(process, directory, step):
-    """SIGKILLs `process`, paused in the checkpoint write of `step`, and truncates that
-    checkpoint's data file as a kill in the middle of the write would leave it; returns the
-    process's stderr."""
-    process.kill()
-    _, stderr = process.communicate()
-    with open(os.path.join(directory, f"ckpt-{step}.data-00000-of-00001"), "r+b") as f:
-        f.truncate(10)
-    return stderr
 
 
 def test_a_lock_of_another_host_is_live_until_it_is_older_than_stale_after(tmp_path):
@@ -156,40 +171,7 @@ def test_a_lock_of_another_host_is_live_until_it_is_older_than_stale_after(tmp_p
 
 
 # ------------------------------------------------------------------------------------------------
-# SIGTERM and SIGINT
-
-
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_checkpoints_the_step_and_the_rerun_is_bit_identical(
-    uninterrupted, data_dir, tmp_path, signum
-):
-    if signal.getsignal(signum) is signal.SIG_IGN:
-        pytest.skip(
-            f"{signum.name} is ignored in this process (a background job), so it is in the "
-            "training process it starts, and uada keeps an ignored signal ignored"
-        )
-    workdir = str(tmp_path / "run")
-    directory = os.path.join(workdir, "checkpoints")
-    process = start_training(workdir, data_dir)
-    wait_for(os.path.join(directory, "checkpoint"), process)  # training is under way
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=HANG_GUARD_SECONDS)
-
-    assert process.returncode == 128 + signum  # 143, 130
-    match = re.fullmatch(
-        rf"Training stopped by {signum.name} at step (\d+) of 8; checkpoint (\S+) written\. "
-        + re.escape(RERUN),
-        _last_line(stderr),
-    )
-    assert match, stderr[-3000:]
-    step = int(match[1])
-    assert 2 <= step < 8
-    assert match[2] == workdir_lib.latest_checkpoint(workdir) == f"{directory}/ckpt-{step}"
-    assert "Traceback" not in stderr
-    assert _lock_text(workdir) == ""
-
-    finish_training(workdir, data_dir)
-    _assert_same_final_checkpoint(uninterrupted, workdir)
+# SIGTERM to one worker of a multi-worker run
 
 
 def test_sigterm_to_one_worker_stops_every_multi_worker_at_one_checkpointed_step(
