@@ -35,6 +35,13 @@ def _flat(element):
     return [np.asarray(t) for t in tf.nest.flatten(element)]
 
 
+def _assert_next_elements_are(expected, iterator):
+    """The next `len(expected)` elements of `iterator` equal `expected` (`_flat` lists)."""
+    for want in expected:
+        for s, t in zip(want, _flat(next(iterator)), strict=True):
+            np.testing.assert_array_equal(s, t)
+
+
 def test_training_element_structure_shapes_dtypes():
     dataset = pipeline.train_dataset(_synthetic(), _synthetic(offset=10), batch_size=2, seed=0)
     (images, labels), target_images = dataset.element_spec
@@ -123,9 +130,7 @@ def test_iterator_checkpoint_round_trip(tmp_path, symbolic):
 
     restored = iter(make())
     tf.train.Checkpoint(iterator=restored).read(path).assert_consumed()
-    for want in expected:
-        for s, t in zip(want, _flat(next(restored)), strict=True):
-            np.testing.assert_array_equal(s, t)
+    _assert_next_elements_are(expected, restored)
 
 
 @pytest.mark.parametrize("with_target", [True, False], ids=["source_and_target", "source_only"])
@@ -142,19 +147,16 @@ def test_a_checkpoint_written_after_a_resume_restores_across_epochs(tmp_path, wi
     uninterrupted = iter(pipeline.train_dataset(_synthetic(), target, seed=3))
     expected = [_flat(next(uninterrupted)) for _ in range(12)]
     first = make()
-    for want in expected[:4]:
-        for s, t in zip(want, _flat(next(first)), strict=True):
-            np.testing.assert_array_equal(s, t)
+    _assert_next_elements_are(expected[:4], first)
     path = tf.train.Checkpoint(iterator=first).write(str(tmp_path / "first"))
     resumed = make()
     tf.train.Checkpoint(iterator=resumed).read(path).assert_consumed()
-    np.testing.assert_array_equal(_flat(next(resumed))[0], expected[4][0])
+    _assert_next_elements_are(expected[4:5], resumed)
     path = tf.train.Checkpoint(iterator=resumed).write(str(tmp_path / "resumed"))
     again = make()
     tf.train.Checkpoint(iterator=again).read(path).assert_consumed()
-    for want in expected[5:]:  # steps 6-12: epochs 2 to 4 of the 6-example domains
-        for s, t in zip(want, _flat(next(again)), strict=True):
-            np.testing.assert_array_equal(s, t)
+    # Steps 6-12: epochs 2 to 4 of the 6-example domains.
+    _assert_next_elements_are(expected[5:], again)
 
 
 def test_target_labels_never_enter():

@@ -44,6 +44,8 @@ pipeline's set-up. The augmentation's switches keep their branches as functions
 branches an element may not take.
 """
 
+import inspect
+
 import tensorflow as tf
 
 from uada.data import augment as augment_lib
@@ -168,11 +170,12 @@ def train_iterator(source, target=None, **kwargs):
     """
     if target is None:
         return iter(train_dataset(source, None, **kwargs))
-    symbolic_checkpoint = kwargs.pop("symbolic_checkpoint", True)
-    streams = _streams(source, target, **kwargs)
-    return PairedIterator(
-        *(s.prefetch(tf.data.AUTOTUNE).with_options(_options(symbolic_checkpoint)) for s in streams)
-    )
+    # `train_dataset`'s arguments with its defaults: one place defines them.
+    arguments = inspect.signature(train_dataset).bind(source, target, **kwargs)
+    arguments.apply_defaults()
+    options = _options(arguments.arguments.pop("symbolic_checkpoint"))
+    streams = _streams(**arguments.arguments)
+    return PairedIterator(*(s.prefetch(tf.data.AUTOTUNE).with_options(options) for s in streams))
 
 
 class PairedIterator(tf.Module):
@@ -195,8 +198,7 @@ class PairedIterator(tf.Module):
         return next(self.source), next(self.target)
 
 
-def _streams(source, target, *, batch_size=2, seed=0, augment=True, image_size=None,
-             shuffle_buffer=200):  # fmt: skip
+def _streams(source, target, *, batch_size, seed, augment, image_size, shuffle_buffer):
     """`train_dataset`'s checked arguments and its two domain streams (the target's None without
     a target), neither prefetched."""
     if not isinstance(batch_size, int) or batch_size < 1:
