@@ -1,7 +1,8 @@
 """Training under the faults real runs meet, each created for real: a second run in the same
 workdir (two processes), SIGKILL in a checkpoint write (a stale lock and a torn checkpoint left
-behind), SIGTERM and SIGINT, a full and a read-only filesystem (a small tmpfs, where this
-machine lets the tests mount one), a checkpoint path the filesystem cannot create.
+behind), SIGTERM and SIGINT, a checkpoint of another version's input pipeline, a full and a
+read-only filesystem (a small tmpfs, where this machine lets the tests mount one), a checkpoint
+path the filesystem cannot create.
 
 The run that is killed, signalled or holds the lock is a process of its own; the command run
 after it (the refused second run, the rerun that resumes) runs in this process (`run_main`).
@@ -31,6 +32,7 @@ from conftest import (
 )
 
 from uada import command_errors
+from uada.data import pipeline
 from uada.runs import evaluation, trainer, workdir_lock, write_errors
 from uada.runs import workdir as workdir_lib
 
@@ -145,6 +147,64 @@ def test_a_second_run_is_refused_and_killed_or_signalled_runs_resume_bit_identic
     finish_training(workdir, data_dir)
     assert _lock_text(workdir) == ""
     _assert_same_final_checkpoint(uninterrupted, workdir)
+
+
+def _zipped_iterator(source, target=None, **kwargs):
+    """The input position as uada checkpointed it before `pipeline.train_iterator`: one iterator
+    over the zipped domains (the same elements)."""
+    return iter(pipeline.train_dataset(source, target, **kwargs))
+
+
+def test_a_checkpoint_of_another_input_pipeline_resumes_from_the_seed_bit_identically(
+    uninterrupted, data_dir, tmp_path, monkeypatch
+):
+    # Its model, optimizers and step restore; its input position does not fit this pipeline's
+    # iterators, so the streams are drawn again up to the step: the run still ends as the
+    # uninterrupted one, bit for bit.
+    workdir = str(tmp_path / "run")
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "train_iterator", _zipped_iterator)
+        finish_training(workdir, data_dir, "--train_steps=4")
+    ckpt4 = os.path.join(workdir, "checkpoints", "ckpt-4")
+    result = finish_training(workdir, data_dir)
+    assert (
+        f"The input position saved in {ckpt4} does not fit this version's input pipeline"
+        in result.stderr
+    ), result.stderr[-3000:]
+    assert f"Resumed from {ckpt4} at step 4." in result.stderr
+    _assert_same_final_checkpoint(uninterrupted, workdir)
+    # The checkpoints written since hold this pipeline's input position, one per domain.
+    keys = tf.train.load_checkpoint(os.path.join(workdir, "checkpoints", "ckpt-8"))
+    assert sorted(k for k in keys.get_variable_to_shape_map() if "ITERATOR_STATE" in k) == [
+        f"data_iterator/{domain}/.ATTRIBUTES/ITERATOR_STATE" for domain in ("source", "target")
+    ]
+
+
+def test_only_the_input_position_may_fail_to_restore(tmp_path):
+    # `trainer._restore` without training: a checkpoint whose input position does not fit
+    # restores the rest and says so; one whose other objects do not fit is refused, the input
+    # position's failure notwithstanding.
+    images = {"image": np.zeros((2, 4, 4, 3), np.uint8), "label": np.zeros((2, 4, 4), np.uint8)}
+    source = tf.data.Dataset.from_tensor_slices(images)
+    target = source.map(lambda example: {"image": example["image"]})
+    options = {"batch_size": 1, "shuffle_buffer": 2, "augment": False}
+    saved = {"weights": tf.Variable([1.0, 2.0]), "data_iterator": _zipped_iterator(source, target)}
+    prefix = tf.train.Checkpoint(**saved).save(str(tmp_path / "old"))  # as the manager saves
+
+    def objects(size):
+        return {"weights": tf.Variable(tf.zeros([size])),
+                "data_iterator": pipeline.train_iterator(source, target, **options)}  # fmt: skip
+
+    fitting = objects(2)
+    assert not trainer._restore(tf.train.Checkpoint(**fitting), prefix, fitting)
+    np.testing.assert_array_equal(fitting["weights"].numpy(), [1.0, 2.0])
+    other = objects(3)
+    with pytest.raises(workdir_lib.CorruptCheckpointError, match="another configuration"):
+        trainer._restore(tf.train.Checkpoint(**other), prefix, other)
+    # A checkpoint of this pipeline restores whole.
+    prefix = tf.train.Checkpoint(**objects(2)).save(str(tmp_path / "new"))
+    again = objects(2)
+    assert trainer._restore(tf.train.Checkpoint(**again), prefix, again)
 
 
 def test_a_lock_of_another_host_is_live_until_it_is_older_than_stale_after(tmp_path):

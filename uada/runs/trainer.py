@@ -22,8 +22,10 @@ In this order:
 4. The latest checkpoint of `WORKDIR/checkpoints` is restored: model (a method's discriminator
    and teacher included), both optimizers, the step and the data iterator's position (everything
    a step depends on: the instance noise and the augmentation are functions of the step and of
-   the data position), so a resumed run continues
-   exactly where the last checkpoint left it. A damaged checkpoint (files missing, truncated, or
+   the data position), so a resumed run continues exactly where the last checkpoint left it. A
+   saved data position that this version's input pipeline cannot restore (a checkpoint of another
+   version of uada or TensorFlow) is replaced, with a warning, by the deterministic streams drawn
+   again from the seed up to the step. A damaged checkpoint (files missing, truncated, or
    failing TensorFlow's checksum) is named in one warning line and moved into
    `WORKDIR/checkpoints/damaged/`, and the run resumes from the newest intact one
    (`uada.runs.workdir.resume_checkpoint`); when every checkpoint is damaged, a checkpoint state
@@ -201,14 +203,19 @@ def _train_and_evaluate(config, workdir, strategy, chief, verbose):
         iterator = pipeline.train_iterator(source_data, target_data, **stream_options)
         trackables["data_iterator"] = iterator
     checkpoint = tf.train.Checkpoint(**trackables)
+    if prefix is not None:
+        if not _restore(checkpoint, prefix, trackables):
+            # A fresh stream, drawn up to the restored step: the position the checkpoint lacks.
+            iterator = pipeline.train_iterator(source_data, target_data, **stream_options)
+            trackables["data_iterator"] = iterator
+            checkpoint = tf.train.Checkpoint(**trackables)
+            _draw(iterator, int(step.numpy()), verbose)
+        logging.info("Resumed from %s at step %d.", prefix, int(step.numpy()))
     manager = tf.train.CheckpointManager(
         checkpoint,
         workdir_lib.checkpoint_dir(workdir) if chief else _scratch_dir(workdir, strategy),
         max_to_keep=config.keep_checkpoints or None,  # 0: keep every checkpoint
     )
-    if prefix is not None:
-        workdir_lib.restore(checkpoint, prefix)
-        logging.info("Resumed from %s at step %d.", prefix, int(step.numpy()))
     if replicas > 1:
         # Per-replica source-first batches (uada.runs.distribute). A distributed iterator cannot be
         # checkpointed: the deterministic streams skip what the restored steps consumed.
@@ -230,6 +237,45 @@ def _train_and_evaluate(config, workdir, strategy, chief, verbose):
     if not chief:
         return {}  # the chief evaluates and writes the results
     return evaluation.evaluate(config, workdir, model=model, print_table=verbose)
+
+
+def _restore(checkpoint, prefix, trackables):
+    """Restores the run's checkpoint `prefix` into `checkpoint` (of `trackables`); returns False
+    when it restored everything but the input position.
+
+    A saved input position fits only the input pipeline that wrote it, so a checkpoint of another
+    version of uada or TensorFlow may hold one that this pipeline cannot restore. The model, the
+    optimizers and the step then restore on their own (the workdir's configuration is the run's:
+    `workdir.write_config` checked it), and the caller draws the deterministic input streams again
+    up to the step. Anything else that does not fit raises as `workdir.restore` does.
+    """
+    try:
+        workdir_lib.restore(checkpoint, prefix)
+        return True
+    except workdir_lib.CorruptCheckpointError as error:
+        if "data_iterator" not in trackables:
+            raise
+        rest = {name: value for name, value in trackables.items() if name != "data_iterator"}
+        try:
+            workdir_lib.restore(tf.train.Checkpoint(**rest), prefix, partial=True)
+        except workdir_lib.CorruptCheckpointError:
+            raise error  # noqa: B904 (the first error is the one to report)
+        logging.warning(
+            "The input position saved in %s does not fit this version's input pipeline (the "
+            "checkpoint was written by another version of uada or TensorFlow): its model, "
+            "optimizers and step are restored, and the input streams are drawn again from the "
+            "seed up to its step.", prefix,
+        )  # fmt: skip
+        logging.debug("Restoring the input position failed: %s", error)
+        return False
+
+
+def _draw(iterator, steps, verbose):
+    """Draws the elements of `steps` training steps from `iterator`, with a progress bar."""
+    progbar = keras.utils.Progbar(steps, unit_name="step", verbose=int(verbose))
+    for done in range(1, steps + 1):
+        next(iterator)
+        progbar.update(done)
 
 
 def _steps_per_epoch(config, source, target, splits, replicas=1):

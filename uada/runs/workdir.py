@@ -263,12 +263,15 @@ def restore(checkpoint, prefix, *, partial=False):
     reason = damage(prefix)
     if reason is not None:
         raise DamagedCheckpointError(_damaged_message(prefix, reason), {prefix: reason})
+    status = None
     try:
         status = checkpoint.restore(prefix)
         if partial:
             status.expect_partial()
         status.assert_existing_objects_matched()
     except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as error:
+        if status is not None:  # the error names what did not fit: no warnings at its deletion
+            status.expect_partial()
         raise CorruptCheckpointError(
             f"Cannot restore the checkpoint {prefix}: its files read completely, but it belongs "
             f"to a run with another configuration: {error}"
