@@ -188,7 +188,8 @@ def test_only_the_input_position_may_fail_to_restore(tmp_path):
     source = tf.data.Dataset.from_tensor_slices(images)
     target = source.map(lambda example: {"image": example["image"]})
     options = {"batch_size": 1, "shuffle_buffer": 2, "augment": False}
-    saved = {"weights": tf.Variable([1.0, 2.0]), "data_iterator": _zipped_iterator(source, target)}
+    old = _zipped_iterator(source, target, **options)
+    saved = {"weights": tf.Variable([1.0, 2.0]), "data_iterator": old}
     prefix = tf.train.Checkpoint(**saved).save(str(tmp_path / "old"))  # as the manager saves
 
     def objects(size):
