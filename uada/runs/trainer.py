@@ -271,7 +271,10 @@ def _restore(checkpoint, prefix, trackables):
 
 
 def _draw(iterator, steps, verbose):
-    """Draws the elements of `steps` training steps from `iterator`, with a progress bar."""
+    """Draws the elements of `steps` training steps from `iterator`, with a progress bar.
+
+    In Python rather than with `Dataset.skip` (as the distributed runs skip): the stream keeps the
+    definition whose position the following checkpoints save, so they restore as usual."""
     progbar = keras.utils.Progbar(steps, unit_name="step", verbose=int(verbose))
     for done in range(1, steps + 1):
         next(iterator)
