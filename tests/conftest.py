@@ -53,11 +53,12 @@ def _test_xla_flags(xla_flags, tensorflow_version):
 
 
 def _tensorflow_version():
-    """The installed TensorFlow's version, read without importing it ("" if unknown)."""
-    for distribution in ("tensorflow", "tensorflow-cpu", "tensorflow-intel"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            return importlib.metadata.version(distribution)
-    return ""
+    """The version of the `tensorflow` distribution uada requires, read without importing it
+    ("" if it is not installed as one)."""
+    try:
+        return importlib.metadata.version("tensorflow")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
 
 
 os.environ["XLA_FLAGS"] = _test_xla_flags(os.environ.get("XLA_FLAGS", ""), _tensorflow_version())
